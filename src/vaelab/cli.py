@@ -1,0 +1,129 @@
+"""The `vaelab` command: train and evaluate VAEs from the shell.
+
+Every problem a user can fix ends as one line on stderr naming the culprit and
+the fix, with a non-zero exit status and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from vaelab.config import TrainConfig, flag
+from vaelab.errors import VaelabError
+
+RESUMABLE = {"epochs", "device", "data_dir"}  # what may change when a run is continued
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; unset flags leave the config file's value alone."""
+    group = parser.add_argument_group("training config (defaults: the article's)")
+    for f in dataclasses.fields(TrainConfig):
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+        default = f.default
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kind = {"lr": float}.get(f.name, type(default) if default is not None else None)
+            kwargs["type"] = kind or (int if f.name == "hidden_size" else str)
+            kwargs["metavar"] = f.name.split("_")[-1].upper()
+        if f.metadata["choices"]:
+            kwargs["choices"] = f.metadata["choices"]
+            kwargs.pop("metavar", None)
+        shown = "unset" if default is None else default
+        group.add_argument(flag(f.name), help=f"{f.metadata['help']} (default: {shown})", **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vaelab",
+        description="Train variational autoencoders on MNIST-like images and explore what they learned.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train a VAE and write a run directory",
+                           description="Train the article's VAE (flags override --config).")
+    train.add_argument("--out", metavar="RUN", help="run directory to create (default: runs/<date-time>)")
+    train.add_argument("--config", metavar="FILE", help="TOML or JSON file of config fields")
+    train.add_argument("--resume", metavar="RUN",
+                       help="continue RUN to --epochs in total (default: the run's own target)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_flags(train)
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="score a run on the test set",
+                        description="Test-set ELBO and importance-weighted log-likelihood, in nats per image.")
+    ev.add_argument("run", metavar="RUN", help="run directory written by `vaelab train`")
+    ev.add_argument("--iw-k", type=int, default=1000, metavar="K",
+                    help="importance samples per image (default: 1000; 0 skips the estimate)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: 0)")
+    ev.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    ev.add_argument("--data-dir", metavar="DIR", help="where the test files are (default: the run's)")
+    ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=cmd_eval)
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from vaelab.training import resume, train
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in fields}
+    progress = not args.quiet and sys.stderr.isatty()
+    if args.resume:
+        refused = sorted(set(given) - RESUMABLE) + (["config"] if args.config else []) + (["out"] if args.out else [])
+        if refused:
+            names = ", ".join(flag(n) for n in refused)
+            raise VaelabError(f"{names} cannot be given with --resume: a resumed run keeps its own "
+                              "config (only --epochs, --device and --data-dir may change)")
+        from vaelab.checkpoint import load_checkpoint
+
+        epochs = given.get("epochs", load_checkpoint(args.resume).config.epochs)
+        run = resume(args.resume, epochs=epochs, device=given.get("device"),
+                     data_dir=given.get("data_dir"), progress=progress)
+    else:
+        config = TrainConfig.load(args.config, **given) if args.config else TrainConfig(**given)
+        out = args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}"
+        run = train(config, out, progress=progress)
+    print(f"run written to {run.path}  (next: vaelab eval {run.path})")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from vaelab.evaluate import evaluate_run
+
+    if args.iw_k < 0:
+        raise VaelabError(f"--iw-k must be at least 1 (or 0 to skip the IW estimate), got {args.iw_k}")
+    if args.seed < 0:
+        raise VaelabError(f"--seed must be a non-negative integer, got {args.seed}")
+    progress = not args.quiet and not args.json and sys.stderr.isatty()
+    r = evaluate_run(args.run, iw_k=args.iw_k, seed=args.seed, device=args.device,
+                     data_dir=args.data_dir, progress=progress)
+    if args.json:
+        print(json.dumps(r.to_dict()))
+        return 0
+    print(f"{args.run}: epoch {r.epoch}, {r.n_images} test images, seed {r.seed} (nats per image)")
+    print(f"  ELBO                   {r.elbo:9.2f} ± {r.elbo_stderr:.2f}"
+          f"   (reconstruction {r.loglike:.2f}, KL {r.kl:.2f})")
+    if r.log_likelihood is not None:
+        print(f"  log p(x), IW K={r.iw_k:<6} {r.log_likelihood:9.2f} ± {r.log_likelihood_stderr:.2f}")
+    print(f"  saved to {Path(args.run) / 'eval.json'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except VaelabError as exc:
+        print(f"vaelab: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("vaelab: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,170 @@
+"""Training configuration: one dataclass, the single source of truth.
+
+Every field has a default (the article's value where it has one) and a one-line
+reason. The same fields become the flags of `vaelab train` (`latent_size` ->
+`--latent-size`), the keys of a `--config` file (TOML or JSON) and the
+`config.json` saved in every run, so the three can never disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from vaelab.errors import VaelabError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+OPTIMIZERS = ("adam", "rmsprop")
+BINARIZATIONS = ("threshold", "dynamic")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Everything that defines a training run (the article's values by default)."""
+
+    latent_size: int = _option(48, "dimension of the latent code z (the article: 48)")
+    hidden_size: int | None = _option(
+        None, "width of the hidden layers; unset means 2 x latent size, as in the article"
+    )
+    epochs: int = _option(10, "total number of passes over the training set (the article: 10)")
+    batch_size: int = _option(128, "images per optimisation step (the article: 128)")
+    lr: float = _option(1e-3, "learning rate (the article: 0.001)")
+    optimizer: str = _option(
+        "adam", "adam, or centred rmsprop (the article found adam slightly better)", OPTIMIZERS
+    )
+    binarization: str = _option(
+        "threshold",
+        "threshold: the article's fixed black-and-white images (byte >= 73); "
+        "dynamic: a fresh Bernoulli sample of the grey levels every epoch",
+        BINARIZATIONS,
+    )
+    seed: int = _option(0, "seed for initialisation, shuffling and noise; same seed, same run")
+    device: str = _option("auto", "where to train: auto picks cuda, then mps, then cpu", DEVICES)
+    data_dir: str | None = _option(
+        None, "folder with the four MNIST IDX files (flat or MNIST/raw/); unset: the bundled copy"
+    )
+    download: bool = _option(
+        False, "fetch missing MNIST files into --data-dir from the public mirrors (checksummed)"
+    )
+    test_every_epoch: bool = _option(True, "score the test-set ELBO after every epoch")
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        _check_values(self)
+
+    @property
+    def hidden(self) -> int:
+        """The hidden-layer width actually used."""
+        return self.hidden_size if self.hidden_size is not None else 2 * self.latent_size
+
+    # --- round trips -------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
+        """Build a config from a mapping, rejecting keys that are not fields."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise VaelabError(
+                f"{source}: unknown key(s) {', '.join(unknown)}; "
+                f"known keys are {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+    def save(self, path: str | Path) -> None:
+        """Write the config as JSON or TOML, chosen by the file's suffix."""
+        path = Path(path)
+        if path.suffix == ".toml":
+            values = {k: v for k, v in self.to_dict().items() if v is not None}
+            path.write_text(tomli_w.dumps(values))
+        else:
+            path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        """Read a JSON or TOML file; `overrides` (e.g. command-line flags) win."""
+        return cls.from_dict({**read_config_file(path), **overrides}, source=str(path))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The raw mapping in a TOML or JSON config file, with a clear error if unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise VaelabError(f"config file {path} does not exist; check the path given to --config")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".toml":
+            values = tomllib.loads(text)
+        else:
+            values = json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        kind = "TOML" if path.suffix == ".toml" else "JSON"
+        raise VaelabError(f"config file {path} is not valid {kind}: {exc}") from None
+    if not isinstance(values, dict):
+        raise VaelabError(f"config file {path} must hold a table of keys, not {type(values).__name__}")
+    return values
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a config field."""
+    return "--" + name.replace("_", "-")
+
+
+def _check_types(config: TrainConfig) -> None:
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        allowed = typing.get_args(hints[f.name]) or (hints[f.name],)
+        if value is None and type(None) in allowed:
+            continue
+        if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(config, f.name, float(value))  # 1 is a fine learning rate
+            continue
+        ok = any(
+            isinstance(value, t) and not (t is int and isinstance(value, bool))
+            for t in allowed
+            if t is not type(None)
+        )
+        if not ok:
+            names = " or ".join("none" if t is type(None) else t.__name__ for t in allowed)
+            raise VaelabError(
+                f"{f.name} ({flag(f.name)}) must be {names}, got {value!r}"
+            )
+
+
+def _check_values(c: TrainConfig) -> None:
+    def fail(name: str, rule: str) -> None:
+        raise VaelabError(f"{name} ({flag(name)}) {rule}, got {getattr(c, name)!r}")
+
+    for name in ("latent_size", "epochs", "batch_size"):
+        if getattr(c, name) < 1:
+            fail(name, "must be at least 1")
+    if c.hidden_size is not None and c.hidden_size < 1:
+        fail("hidden_size", "must be at least 1 (or unset for 2 x latent size)")
+    if not (math.isfinite(c.lr) and c.lr > 0):
+        fail("lr", "must be a positive finite number such as 0.001")
+    if c.seed < 0:
+        fail("seed", "must be a non-negative integer")
+    for f in dataclasses.fields(c):
+        choices = f.metadata["choices"]
+        if choices and getattr(c, f.name) not in choices:
+            fail(f.name, f"must be one of {', '.join(choices)}")

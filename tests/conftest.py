@@ -1,0 +1,39 @@
+"""Shared fixtures: a small real MNIST (the first images of each bundled split)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vaelab.data import load_split
+
+
+def write_idx(path: Path, array: np.ndarray, *, compress: bool = True) -> Path:
+    """Write `array` (uint8) as an IDX file, gzip-compressed unless told otherwise."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    data = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def write_mnist(folder: Path, n_train: int, n_test: int) -> Path:
+    """A small MNIST-format folder holding the first images of the real splits."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, prefix in (("train", n_train, "train"), ("test", n_test, "t10k")):
+        s = load_split(split)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", s.images[:n].numpy())
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", s.labels[:n].numpy().astype(np.uint8))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_mnist(tmp_path_factory) -> Path:
+    """1,000 training and 500 test images of real MNIST, in the flat IDX layout."""
+    return write_mnist(tmp_path_factory.mktemp("small_mnist"), 1000, 500)

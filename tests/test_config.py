@@ -1,0 +1,296 @@
+"""vaelab.config: the article's defaults, file round trips and validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+
+from vaelab.config import TrainConfig, flag, read_config_file
+from vaelab.errors import VaelabError
+
+
+def test_defaults_are_the_article():
+    c = TrainConfig()
+    assert c.latent_size == 48
+    assert c.hidden_size is None and c.hidden == 96
+    assert c.epochs == 10
+    assert c.batch_size == 128
+    assert c.lr == 1e-3 and isinstance(c.lr, float)
+    assert c.optimizer == "adam"
+    assert c.binarization == "threshold"
+    assert c.seed == 0 and c.device == "auto"
+    assert c.data_dir is None and c.download is False and c.test_every_epoch is True
+
+
+def test_hidden_follows_latent_unless_set():
+    assert TrainConfig(latent_size=10).hidden == 20
+    assert TrainConfig(latent_size=10, hidden_size=7).hidden == 7
+
+
+def test_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TrainConfig().epochs = 3  # type: ignore[misc]
+
+
+def test_flag():
+    assert flag("latent_size") == "--latent-size"
+    assert flag("lr") == "--lr"
+
+
+# --- round trips ------------------------------------------------------------------------
+CUSTOM = dict(
+    latent_size=20,
+    hidden_size=200,
+    epochs=3,
+    batch_size=64,
+    lr=0.005,
+    optimizer="rmsprop",
+    binarization="dynamic",
+    seed=7,
+    device="cpu",
+    data_dir="/data/mnist",
+    download=True,
+    test_every_epoch=False,
+)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".toml"])
+@pytest.mark.parametrize("values", [{}, CUSTOM, {"hidden_size": 5}], ids=["defaults", "custom", "hidden"])
+def test_round_trip(tmp_path, suffix, values):
+    config = TrainConfig(**values)
+    path = tmp_path / f"config{suffix}"
+    config.save(path)
+    loaded = TrainConfig.load(path)
+    assert loaded == config
+    assert loaded.to_dict() == config.to_dict()
+    assert type(loaded.lr) is float
+
+
+def test_json_keeps_none_toml_omits_it(tmp_path):
+    config = TrainConfig()
+    config.save(tmp_path / "c.json")
+    config.save(tmp_path / "c.toml")
+    as_json = json.loads((tmp_path / "c.json").read_text())
+    assert as_json["hidden_size"] is None and as_json["data_dir"] is None
+    assert set(as_json) == {f.name for f in dataclasses.fields(TrainConfig)}
+    toml_text = (tmp_path / "c.toml").read_text()
+    assert "hidden_size" not in toml_text and "data_dir" not in toml_text
+    assert "latent_size = 48" in toml_text
+    assert TrainConfig.load(tmp_path / "c.toml").hidden_size is None
+
+
+def test_unknown_suffix_is_saved_and_read_as_json(tmp_path):
+    path = tmp_path / "run.cfg"
+    TrainConfig(epochs=4).save(path)
+    assert json.loads(path.read_text())["epochs"] == 4
+    assert TrainConfig.load(path).epochs == 4
+
+
+@pytest.mark.parametrize("suffix", [".json", ".toml"])
+def test_overrides_win(tmp_path, suffix):
+    path = tmp_path / f"c{suffix}"
+    TrainConfig(epochs=3, latent_size=20, lr=0.01).save(path)
+    loaded = TrainConfig.load(path, epochs=5, hidden_size=11)
+    assert loaded.epochs == 5 and loaded.hidden_size == 11
+    assert loaded.latent_size == 20 and loaded.lr == 0.01  # untouched values come from the file
+
+
+def test_partial_file_takes_defaults(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('epochs = 2\noptimizer = "rmsprop"\n')
+    assert TrainConfig.load(path) == TrainConfig(epochs=2, optimizer="rmsprop")
+
+
+# --- unknown keys and wrong types ------------------------------------------------------------
+def test_unknown_key_named():
+    with pytest.raises(VaelabError, match="unknown key.*latnt_size") as info:
+        TrainConfig.from_dict({"latnt_size": 4, "epochs": 2})
+    assert "config:" in str(info.value)
+
+
+def test_unknown_key_in_file_names_key_and_path(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"epochs": 2, "learning_rate": 0.1, "zzz": 1}))
+    with pytest.raises(VaelabError) as info:
+        TrainConfig.load(path)
+    message = str(info.value)
+    assert str(path) in message and "learning_rate, zzz" in message
+
+
+def test_unknown_override_rejected(tmp_path):
+    path = tmp_path / "c.json"
+    TrainConfig().save(path)
+    with pytest.raises(VaelabError, match="bogus"):
+        TrainConfig.load(path, bogus=1)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("latent_size", "48"),
+        ("latent_size", True),
+        ("latent_size", 48.0),
+        ("hidden_size", False),
+        ("hidden_size", "96"),
+        ("epochs", 10.5),
+        ("batch_size", None),
+        ("lr", "fast"),
+        ("lr", True),
+        ("lr", None),
+        ("optimizer", 1),
+        ("download", "yes"),
+        ("download", 1),
+        ("test_every_epoch", 0),
+        ("data_dir", 5),
+        ("seed", "0"),
+    ],
+)
+def test_wrong_type_rejected(field, value):
+    with pytest.raises(VaelabError, match="must be") as info:
+        TrainConfig(**{field: value})
+    message = str(info.value)
+    assert field in message and flag(field) in message and repr(value) in message
+
+
+def test_wrong_type_from_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('latent_size = "48"\n')
+    with pytest.raises(VaelabError, match="--latent-size"):
+        TrainConfig.load(path)
+
+
+def test_int_lr_becomes_float(tmp_path):
+    c = TrainConfig(lr=1)
+    assert c.lr == 1.0 and type(c.lr) is float
+    path = tmp_path / "c.json"
+    path.write_text('{"lr": 2}')
+    loaded = TrainConfig.load(path)
+    assert loaded.lr == 2.0 and type(loaded.lr) is float
+    assert json.loads(json.dumps(loaded.to_dict()))["lr"] == 2.0
+
+
+def test_ints_stay_ints():
+    c = TrainConfig(latent_size=3, hidden_size=4, epochs=2)
+    assert type(c.latent_size) is int and type(c.hidden_size) is int and type(c.epochs) is int
+
+
+# --- impossible values -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("latent_size", 0),
+        ("latent_size", -3),
+        ("batch_size", 0),
+        ("epochs", 0),
+        ("epochs", -1),
+        ("lr", -0.001),
+        ("lr", 0.0),
+        ("lr", 0),
+        ("lr", math.nan),
+        ("lr", math.inf),
+        ("lr", -math.inf),
+        ("hidden_size", 0),
+        ("seed", -1),
+        ("optimizer", "sgd"),
+        ("optimizer", "Adam"),
+        ("binarization", "x"),
+        ("device", "tpu"),
+    ],
+)
+def test_impossible_value_rejected(field, value):
+    with pytest.raises(VaelabError) as info:
+        TrainConfig(**{field: value})
+    message = str(info.value)
+    assert flag(field) in message
+    shown = float(value) if field == "lr" else value  # an int lr is made float first
+    assert f"got {shown!r}" in message
+
+
+@pytest.mark.parametrize(
+    "field, value, hint",
+    [
+        ("optimizer", "sgd", "adam, rmsprop"),
+        ("binarization", "x", "threshold, dynamic"),
+        ("device", "tpu", "auto, cpu, cuda, mps"),
+        ("lr", 0.0, "positive finite"),
+        ("epochs", 0, "at least 1"),
+    ],
+)
+def test_impossible_value_message_says_what_is_allowed(field, value, hint):
+    with pytest.raises(VaelabError, match=hint):
+        TrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field", ["latent_size", "batch_size", "epochs", "hidden_size"])
+def test_smallest_allowed_values(field):
+    assert getattr(TrainConfig(**{field: 1}), field) == 1
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "mps"])
+def test_all_devices_accepted(device):
+    assert TrainConfig(device=device).device == device
+
+
+def test_impossible_value_in_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("batch_size = 0\n")
+    with pytest.raises(VaelabError, match="--batch-size"):
+        TrainConfig.load(path)
+
+
+# --- read_config_file -----------------------------------------------------------------------
+def test_read_config_file_json_and_toml(tmp_path):
+    (tmp_path / "a.json").write_text('{"epochs": 3, "lr": 0.5}')
+    (tmp_path / "a.toml").write_text("epochs = 3\nlr = 0.5\n")
+    assert read_config_file(tmp_path / "a.json") == {"epochs": 3, "lr": 0.5}
+    assert read_config_file(str(tmp_path / "a.toml")) == {"epochs": 3, "lr": 0.5}
+
+
+def test_read_config_file_missing(tmp_path):
+    path = tmp_path / "absent.toml"
+    with pytest.raises(VaelabError, match="does not exist") as info:
+        read_config_file(path)
+    assert str(path) in str(info.value)
+
+
+def test_read_config_file_folder(tmp_path):
+    with pytest.raises(VaelabError) as info:
+        read_config_file(tmp_path)
+    assert str(tmp_path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "name, text, kind",
+    [
+        ("bad.json", '{"epochs": 3,}', "JSON"),
+        ("bad.json", "", "JSON"),
+        ("bad.toml", "epochs = \n", "TOML"),
+        ("bad.toml", '{"epochs": 3}', "TOML"),  # JSON is not TOML
+    ],
+)
+def test_read_config_file_invalid(tmp_path, name, text, kind):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(VaelabError, match=f"not valid {kind}") as info:
+        read_config_file(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("text, type_name", [("[1, 2]", "list"), ('"adam"', "str"), ("3", "int")])
+def test_read_config_file_json_not_an_object(tmp_path, text, type_name):
+    path = tmp_path / "c.json"
+    path.write_text(text)
+    with pytest.raises(VaelabError, match=f"table of keys, not {type_name}") as info:
+        read_config_file(path)
+    assert str(path) in str(info.value)
+
+
+def test_read_config_file_not_text(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_bytes(b"\xff\xfe\x00binary\x80")
+    with pytest.raises(VaelabError) as info:
+        read_config_file(path)
+    assert str(path) in str(info.value)

@@ -1,0 +1,510 @@
+"""vaelab.data: IDX parsing, finding and loading MNIST, checksums, binarization."""
+
+from __future__ import annotations
+
+import gzip
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vaelab.data import (
+    DATA_SIZE,
+    MNIST_FILES,
+    THRESHOLD_BYTE,
+    binarize,
+    binarize_dynamic,
+    binarize_threshold,
+    bundled_dir,
+    grey_levels,
+    load_split,
+    locate_files,
+    parse_idx,
+    read_bytes,
+    sha256,
+    verify_checksum,
+)
+from vaelab.errors import VaelabError
+
+NAMES = list(MNIST_FILES)
+TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = NAMES
+
+
+# --- helpers ------------------------------------------------------------------
+def idx_bytes(array: np.ndarray) -> bytes:
+    """IDX encoding of a uint8 array (magic 0x000008nn, big-endian sizes, data)."""
+    header = bytes([0, 0, 0x08, array.ndim])
+    header += b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def write_dataset(folder: Path, n_train: int, n_test: int, *, seed: int = 0, gz: bool = True):
+    """Random MNIST-format files in `folder`; returns the arrays written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    written = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+        for name, array in ((f"{prefix}-images-idx3-ubyte", images), (f"{prefix}-labels-idx1-ubyte", labels)):
+            data = idx_bytes(array)
+            if gz:
+                (folder / f"{name}.gz").write_bytes(gzip.compress(data))
+            else:
+                (folder / name).write_bytes(data)
+            written[name] = (array, data)
+    return written
+
+
+def touch_all(folder: Path, spelling=lambda name: name) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name in NAMES:
+        path = folder / spelling(name)
+        path.write_bytes(b"x")
+        paths[name] = path
+    return paths
+
+
+@pytest.fixture(scope="module")
+def bundled_test():
+    return load_split("test")
+
+
+# --- parse_idx ----------------------------------------------------------------
+def test_parse_idx_hand_built_images_round_trip():
+    pixels = bytes((i * 7 + 3) % 256 for i in range(3 * 28 * 28))
+    data = (
+        b"\x00\x00\x08\x03"  # magic: unsigned bytes, 3 dimensions
+        b"\x00\x00\x00\x03"  # 3 images
+        b"\x00\x00\x00\x1c"  # 28 rows
+        b"\x00\x00\x00\x1c"  # 28 columns
+        + pixels
+    )
+    array = parse_idx(data)
+    assert array.shape == (3, 28, 28)
+    assert array.dtype == np.uint8
+    assert array.tobytes() == pixels
+    assert array[0, 0, 0] == 3 and array[0, 0, 1] == 10  # row-major order
+    assert array[1, 0, 0] == (784 * 7 + 3) % 256
+    assert array[2, 27, 27] == ((3 * 784 - 1) * 7 + 3) % 256
+
+
+def test_parse_idx_hand_built_labels_round_trip():
+    data = b"\x00\x00\x08\x01" + b"\x00\x00\x00\x05" + bytes([7, 2, 1, 0, 9])
+    array = parse_idx(data)
+    assert array.shape == (5,)
+    assert array.tolist() == [7, 2, 1, 0, 9]
+
+
+def test_parse_idx_helper_round_trip_random():
+    array = np.random.default_rng(1).integers(0, 256, size=(4, 5, 6), dtype=np.uint8)
+    np.testing.assert_array_equal(parse_idx(idx_bytes(array)), array)
+
+
+@pytest.mark.parametrize(
+    "magic",
+    [
+        b"\x00\x00\x08\x00",  # zero dimensions
+        b"\x00\x00\x08\x05",  # five dimensions
+        b"\x00\x00\x0d\x03",  # float data, not unsigned bytes
+        b"\x01\x00\x08\x03",  # non-zero leading byte
+        b"\x1f\x8b\x08\x00",  # still gzip-compressed
+    ],
+)
+def test_parse_idx_wrong_magic(magic):
+    data = magic + (1).to_bytes(4, "big") * 3 + b"\x00"
+    with pytest.raises(VaelabError, match="magic") as info:
+        parse_idx(data, name="my-file")
+    assert "my-file" in str(info.value)
+    assert magic.hex() in str(info.value)
+
+
+def test_parse_idx_truncated_data():
+    data = idx_bytes(np.zeros((3, 28, 28), np.uint8))[:-1]
+    with pytest.raises(VaelabError, match="truncated") as info:
+        parse_idx(data, name="imgs")
+    msg = str(info.value)
+    assert "imgs" in msg and str(16 + 3 * 784) in msg and str(16 + 3 * 784 - 1) in msg
+
+
+def test_parse_idx_extra_trailing_bytes():
+    data = idx_bytes(np.zeros((2, 3), np.uint8)) + b"\x00\x00"
+    with pytest.raises(VaelabError, match="longer than its header says") as info:
+        parse_idx(data, name="labels")
+    assert "truncated" not in str(info.value)
+
+
+def test_parse_idx_truncated_header():
+    data = b"\x00\x00\x08\x03" + (3).to_bytes(4, "big") + b"\x00\x00"  # 10 of 16 header bytes
+    with pytest.raises(VaelabError, match="truncated inside its header"):
+        parse_idx(data)
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00\x00\x08"])
+def test_parse_idx_too_short_for_magic(data):
+    with pytest.raises(VaelabError, match=f"too short.*{len(data)} bytes"):
+        parse_idx(data)
+
+
+# --- read_bytes -----------------------------------------------------------------
+def test_read_bytes_gzip_detected_by_content(tmp_path):
+    payload = bytes(range(256)) * 40
+    raw = tmp_path / "plain.gz"  # misleading name: not compressed
+    raw.write_bytes(payload)
+    packed = tmp_path / "packed.idx"  # misleading name: compressed
+    packed.write_bytes(gzip.compress(payload))
+    assert packed.read_bytes() != payload
+    assert read_bytes(raw) == payload
+    assert read_bytes(packed) == payload
+
+
+def test_read_bytes_truncated_gzip_names_path(tmp_path):
+    path = tmp_path / "cut.gz"
+    blob = gzip.compress(bytes(range(256)) * 100)
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(VaelabError, match="damaged gzip") as info:
+        read_bytes(path)
+    assert str(path) in str(info.value)
+
+
+def test_read_bytes_flipped_gzip_bytes_names_path(tmp_path):
+    path = tmp_path / "flipped.gz"
+    blob = bytearray(gzip.compress(np.random.default_rng(0).integers(0, 4, 5000, dtype=np.uint8).tobytes()))
+    middle = len(blob) // 2
+    for i in range(middle, middle + 8):
+        blob[i] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(VaelabError, match="damaged gzip") as info:
+        read_bytes(path)
+    assert str(path) in str(info.value)
+
+
+def test_read_bytes_missing_file(tmp_path):
+    with pytest.raises(VaelabError, match="does not exist") as info:
+        read_bytes(tmp_path / "nope")
+    assert str(tmp_path / "nope") in str(info.value)
+
+
+def test_read_bytes_directory(tmp_path):
+    with pytest.raises(VaelabError, match="cannot read"):
+        read_bytes(tmp_path)
+
+
+# --- locate_files -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    "subdir, spelling",
+    [
+        ("", lambda n: n),
+        ("", lambda n: n + ".gz"),
+        ("MNIST/raw", lambda n: n),
+        ("MNIST/raw", lambda n: n + ".gz"),
+        ("raw", lambda n: n + ".gz"),
+        ("", lambda n: n.replace("-idx", ".idx")),
+        ("", lambda n: n.replace("-idx", ".idx") + ".gz"),
+    ],
+    ids=["flat-raw", "flat-gz", "torchvision-raw", "torchvision-gz", "raw-gz", "dotted", "dotted-gz"],
+)
+def test_locate_files_layouts(tmp_path, subdir, spelling):
+    expected = touch_all(tmp_path / subdir if subdir else tmp_path, spelling)
+    assert locate_files(tmp_path) == expected
+    assert locate_files(str(tmp_path)) == expected
+
+
+def test_locate_files_dotted_spelling_exact_name(tmp_path):
+    paths = touch_all(tmp_path, lambda n: n.replace("-idx", ".idx"))
+    assert paths[TRAIN_IMAGES].name == "train-images.idx3-ubyte"
+    assert locate_files(tmp_path)[TRAIN_IMAGES] == tmp_path / "train-images.idx3-ubyte"
+
+
+def test_locate_files_mixed_gz_and_raw(tmp_path):
+    touch_all(tmp_path)
+    (tmp_path / TEST_LABELS).unlink()
+    (tmp_path / f"{TEST_LABELS}.gz").write_bytes(b"x")
+    found = locate_files(tmp_path)
+    assert found[TEST_LABELS] == tmp_path / f"{TEST_LABELS}.gz"
+    assert found[TRAIN_IMAGES] == tmp_path / TRAIN_IMAGES
+
+
+def test_locate_files_missing_folder(tmp_path):
+    with pytest.raises(VaelabError, match="does not exist") as info:
+        locate_files(tmp_path / "absent")
+    assert str(tmp_path / "absent") in str(info.value)
+
+
+def test_locate_files_path_is_a_file(tmp_path):
+    path = tmp_path / "file.gz"
+    path.write_bytes(b"x")
+    with pytest.raises(VaelabError, match="is a file, not a folder"):
+        locate_files(path)
+
+
+def test_locate_files_empty_folder(tmp_path):
+    with pytest.raises(VaelabError, match="no complete MNIST") as info:
+        locate_files(tmp_path)
+    for name in NAMES:
+        assert name in str(info.value)
+
+
+@pytest.mark.parametrize("absent", NAMES)
+def test_locate_files_three_of_four_names_the_missing_one(tmp_path, absent):
+    touch_all(tmp_path / "MNIST" / "raw", lambda n: n + ".gz")
+    (tmp_path / "MNIST" / "raw" / f"{absent}.gz").unlink()
+    with pytest.raises(VaelabError, match=f"missing {absent} ") as info:
+        locate_files(tmp_path)
+    for name in NAMES:
+        if name != absent:
+            assert name not in str(info.value)
+
+
+def test_locate_files_directory_with_file_name_is_not_a_file(tmp_path):
+    touch_all(tmp_path)
+    (tmp_path / TRAIN_LABELS).unlink()
+    (tmp_path / TRAIN_LABELS).mkdir()
+    with pytest.raises(VaelabError, match=f"missing {TRAIN_LABELS}"):
+        locate_files(tmp_path)
+
+
+# --- load_split on a synthetic dataset ----------------------------------------------
+@pytest.mark.parametrize("gz", [True, False], ids=["gz", "raw"])
+def test_load_split_synthetic(tmp_path, gz):
+    written = write_dataset(tmp_path, 50, 20, gz=gz)
+    for split, prefix, n in (("train", "train", 50), ("test", "t10k", 20)):
+        s = load_split(split, tmp_path)
+        assert s.images.shape == (n, 28, 28) and s.images.dtype == torch.uint8
+        assert s.labels.shape == (n,) and s.labels.dtype == torch.int64
+        images, image_bytes = written[f"{prefix}-images-idx3-ubyte"]
+        labels, label_bytes = written[f"{prefix}-labels-idx1-ubyte"]
+        np.testing.assert_array_equal(s.images.numpy(), images)
+        np.testing.assert_array_equal(s.labels.numpy(), labels.astype(np.int64))
+        # Checksums are those of the decompressed bytes, whatever the storage.
+        assert s.files == {
+            f"{prefix}-images-idx3-ubyte": sha256(image_bytes),
+            f"{prefix}-labels-idx1-ubyte": sha256(label_bytes),
+        }
+
+
+def test_load_split_tensors_are_writable_copies(tmp_path):
+    written = write_dataset(tmp_path, 5, 3)
+    original = int(written[TEST_IMAGES][0][0, 0, 0])
+    s = load_split("test", tmp_path)
+    s.images[0, 0, 0] = original ^ 0xFF
+    s.labels[0] = 99
+    again = load_split("test", tmp_path)
+    assert again.images[0, 0, 0] == original
+    assert again.labels[0] == int(written[TEST_LABELS][0][0])
+
+
+def test_load_split_count_mismatch(tmp_path):
+    write_dataset(tmp_path, 50, 20)
+    (tmp_path / f"{TRAIN_LABELS}.gz").write_bytes(gzip.compress(idx_bytes(np.zeros(49, np.uint8))))
+    with pytest.raises(VaelabError, match="has 50 images but .* has 49 labels"):
+        load_split("train", tmp_path)
+    assert len(load_split("test", tmp_path).images) == 20  # the other split is unaffected
+
+
+def test_load_split_wrong_image_shape(tmp_path):
+    write_dataset(tmp_path, 4, 4)
+    (tmp_path / f"{TEST_IMAGES}.gz").write_bytes(gzip.compress(idx_bytes(np.zeros((4, 27, 28), np.uint8))))
+    with pytest.raises(VaelabError, match=r"\(4, 27, 28\)"):
+        load_split("test", tmp_path)
+
+
+def test_load_split_labels_not_1d(tmp_path):
+    write_dataset(tmp_path, 4, 4)
+    (tmp_path / f"{TEST_LABELS}.gz").write_bytes(gzip.compress(idx_bytes(np.zeros((4, 1), np.uint8))))
+    with pytest.raises(VaelabError, match=r"expected \(N,\) labels"):
+        load_split("test", tmp_path)
+
+
+def test_load_split_zero_images(tmp_path):
+    write_dataset(tmp_path, 0, 3)
+    with pytest.raises(VaelabError, match="holds no images"):
+        load_split("train", tmp_path)
+
+
+def test_load_split_damaged_file_names_it(tmp_path):
+    write_dataset(tmp_path, 6, 6)
+    path = tmp_path / f"{TEST_IMAGES}.gz"
+    path.write_bytes(gzip.compress(read_bytes(path)[:-5]))
+    with pytest.raises(VaelabError, match="truncated") as info:
+        load_split("test", tmp_path)
+    assert str(path) in str(info.value)
+
+
+def test_load_split_unknown_split(tmp_path):
+    with pytest.raises(VaelabError, match="unknown split 'valid'"):
+        load_split("valid", tmp_path)
+
+
+# --- the bundled MNIST ------------------------------------------------------------------
+def test_bundled_files_present():
+    assert sorted(p.name for p in bundled_dir().glob("*.gz")) == sorted(n + ".gz" for n in NAMES)
+
+
+def test_load_bundled_test(bundled_test):
+    s = bundled_test
+    assert s.images.shape == (10000, 28, 28) and s.images.dtype == torch.uint8
+    assert s.labels.shape == (10000,) and s.labels.dtype == torch.int64
+    assert s.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    counts = torch.bincount(s.labels, minlength=10).tolist()
+    assert counts == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert s.files == {n: MNIST_FILES[n][1] for n in (TEST_IMAGES, TEST_LABELS)}
+    # Digits are white strokes on black: the corners are empty, some pixels saturate.
+    assert s.images[:, 0, 0].max() == 0 and s.images.max() == 255
+
+
+def test_load_bundled_train():
+    s = load_split("train")
+    assert s.images.shape == (60000, 28, 28) and s.images.dtype == torch.uint8
+    assert s.labels.shape == (60000,) and s.labels.dtype == torch.int64
+    assert s.labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    counts = torch.bincount(s.labels, minlength=10).tolist()
+    assert counts == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert s.files == {n: MNIST_FILES[n][1] for n in (TRAIN_IMAGES, TRAIN_LABELS)}
+
+
+def test_bundled_checksums_and_sizes_verify():
+    for name, (size, digest) in MNIST_FILES.items():
+        data = read_bytes(bundled_dir() / f"{name}.gz")
+        assert len(data) == size
+        assert sha256(data) == digest
+        verify_checksum(name, data, "bundled")  # does not raise
+
+
+def test_bundled_copy_is_checksum_verified(tmp_path, monkeypatch):
+    """A tampered bundled copy is refused, whereas a user folder is only parsed."""
+    fake = tmp_path / "bundled"
+    shutil.copytree(bundled_dir(), fake)
+    labels = bytearray(read_bytes(fake / f"{TEST_LABELS}.gz"))
+    labels[-1] = (labels[-1] + 1) % 10
+    (fake / f"{TEST_LABELS}.gz").write_bytes(gzip.compress(bytes(labels)))
+    assert load_split("test", fake).labels[-1] == labels[-1]  # as a user folder: fine
+    monkeypatch.setattr("vaelab.data.bundled_dir", lambda: fake)
+    with pytest.raises(VaelabError, match="fails its checksum"):
+        load_split("test")
+
+
+# --- verify_checksum ---------------------------------------------------------------------
+def test_verify_checksum_rejects_altered_bytes():
+    data = bytearray(read_bytes(bundled_dir() / f"{TEST_LABELS}.gz"))
+    verify_checksum(TEST_LABELS, bytes(data), "src")
+    data[100] ^= 0x01
+    with pytest.raises(VaelabError, match="some/source.gz fails its checksum") as info:
+        verify_checksum(TEST_LABELS, bytes(data), "some/source.gz")
+    assert MNIST_FILES[TEST_LABELS][1][:16] in str(info.value)
+    assert sha256(bytes(data))[:16] in str(info.value)
+
+
+def test_verify_checksum_rejects_the_wrong_file():
+    data = read_bytes(bundled_dir() / f"{TEST_LABELS}.gz")
+    with pytest.raises(VaelabError, match="checksum"):
+        verify_checksum(TRAIN_LABELS, data, "x")
+
+
+# --- binarization -------------------------------------------------------------------------
+def article_pipeline(byte_values: torch.Tensor) -> torch.Tensor:
+    """torchvision's ToTensor + Normalize((0.1307,), (0.3081,)) in float32, then > 0.5."""
+    x = byte_values.to(torch.float32).div(255)  # ToTensor on a uint8 image
+    mean = torch.as_tensor((0.1307,), dtype=torch.float32)  # Normalize builds these
+    std = torch.as_tensor((0.3081,), dtype=torch.float32)
+    return (x.sub(mean).div(std)) > 0.5
+
+
+def test_threshold_byte_is_73():
+    assert THRESHOLD_BYTE == 73
+    assert 255 * (0.1307 + 0.5 * 0.3081) == pytest.approx(72.61, abs=0.01)
+
+
+def test_threshold_matches_article_float32_pipeline_for_every_byte():
+    every = torch.arange(256, dtype=torch.uint8)
+    article = article_pipeline(every)
+    # Same answer when computed byte by byte with Python-scalar arithmetic.
+    scalar = torch.stack(
+        [((torch.tensor(b, dtype=torch.uint8).float() / 255 - 0.1307) / 0.3081) > 0.5 for b in range(256)]
+    )
+    assert torch.equal(article, scalar)
+    ours = binarize_threshold(every.reshape(1, 256)).reshape(256)
+    assert torch.equal(ours.bool(), article)
+    assert article.sum().item() == 256 - 73
+    assert not article[72] and article[73]
+
+
+def test_binarize_threshold_shape_and_values():
+    images = torch.zeros(3, 28, 28, dtype=torch.uint8)
+    images[0, 0, 0] = 72
+    images[0, 0, 1] = 73
+    images[1, 27, 27] = 255
+    images[2] = 100
+    out = binarize_threshold(images)
+    assert out.shape == (3, DATA_SIZE) and out.dtype == torch.float32
+    assert set(out.unique().tolist()) == {0.0, 1.0}
+    assert out[0, 0] == 0 and out[0, 1] == 1 and out[0].sum() == 1
+    assert out[1, 783] == 1 and out[1].sum() == 1
+    assert out[2].sum() == DATA_SIZE
+
+
+def test_binarize_threshold_on_bundled_digit(bundled_test):
+    out = binarize_threshold(bundled_test.images[:1])
+    expected = (bundled_test.images[0].reshape(-1).int() >= 73).float()
+    assert torch.equal(out[0], expected)
+    assert 50 < out.sum().item() < 300  # a '7' covers some, not most, of the image
+
+
+def test_grey_levels():
+    images = torch.tensor([[0, 51, 255]], dtype=torch.uint8).repeat(2, 1)
+    grey = grey_levels(images)
+    assert grey.shape == (2, 3) and grey.dtype == torch.float32
+    assert torch.allclose(grey[0], torch.tensor([0.0, 0.2, 1.0]))
+
+
+def test_binarize_dynamic_reproducible_and_binary():
+    grey = grey_levels(torch.arange(DATA_SIZE).remainder(256).to(torch.uint8).reshape(1, 28, 28))
+    grey = grey.expand(64, DATA_SIZE)
+    a = binarize_dynamic(grey, torch.Generator().manual_seed(5))
+    b = binarize_dynamic(grey, torch.Generator().manual_seed(5))
+    c = binarize_dynamic(grey, torch.Generator().manual_seed(6))
+    assert a.shape == (64, DATA_SIZE) and a.dtype == torch.float32
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert set(a.unique().tolist()) == {0.0, 1.0}
+    gen = torch.Generator().manual_seed(5)
+    first, second = binarize_dynamic(grey, gen), binarize_dynamic(grey, gen)
+    assert not torch.equal(first, second)  # a fresh draw each call
+
+
+def test_binarize_dynamic_mean_matches_grey_levels():
+    draws = 20000
+    bytes_ = torch.arange(DATA_SIZE).remainder(256).to(torch.uint8).reshape(1, 28, 28)
+    p = grey_levels(bytes_)[0]
+    samples = binarize_dynamic(p.expand(draws, DATA_SIZE), torch.Generator().manual_seed(0))
+    mean = samples.double().mean(0)
+    sigma = (p.double() * (1 - p.double()) / draws).sqrt()
+    assert torch.all((mean - p.double()).abs() <= 5 * sigma + 1e-12)
+    # Black and white pixels are never flipped.
+    assert torch.all(samples[:, p == 0] == 0) and torch.all(samples[:, p == 1] == 1)
+    assert 5 * sigma.max().item() < 0.02  # the tolerance is a real constraint
+
+
+def test_binarize_dispatch():
+    images = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (6, 28, 28), dtype=np.uint8))
+    gen = torch.Generator().manual_seed(1)
+    assert torch.equal(binarize(images, "threshold", gen), binarize_threshold(images))
+    dyn = binarize(images, "dynamic", torch.Generator().manual_seed(3))
+    assert torch.equal(dyn, binarize_dynamic(grey_levels(images), torch.Generator().manual_seed(3)))
+    assert dyn.shape == (6, DATA_SIZE)
+
+
+def test_binarize_unknown_method():
+    with pytest.raises(VaelabError, match="unknown binarization 'otsu'"):
+        binarize(torch.zeros(1, 28, 28, dtype=torch.uint8), "otsu", torch.Generator())
+
+
+def test_threshold_fraction_on_bundled_test_is_plausible(bundled_test):
+    frac = binarize_threshold(bundled_test.images).mean().item()
+    # About 15% of MNIST test pixels are ink (byte >= 73).
+    assert 0.14 < frac < 0.17
+    assert math.isclose(frac, (bundled_test.images >= 73).float().mean().item())

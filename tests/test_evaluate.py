@@ -1,0 +1,113 @@
+"""Test-set scores: the IW estimate is exact where it can be checked exactly."""
+
+import math
+
+import pytest
+import torch
+
+import vaelab.evaluate as evaluate
+from vaelab.errors import VaelabError
+from vaelab.evaluate import elbo_terms, evaluate_model, iw_log_likelihood, mean_and_stderr
+from vaelab.model import VAE
+from vaelab.objectives import (
+    bernoulli_log_likelihood,
+    gaussian_log_density,
+    reparameterize,
+    standard_normal_log_density,
+)
+
+
+def _model_and_data(latent=6, data=30, n=40, seed=0, dtype=torch.float64):
+    torch.manual_seed(seed)
+    model = VAE(data_size=data, latent_size=latent, hidden_size=16).to(dtype).eval()
+    x = (torch.rand(n, data, dtype=dtype) > 0.5).to(dtype)
+    return model, x
+
+
+def test_k1_equals_the_elbo_on_the_same_sample():
+    model, x = _model_and_data()
+    got = iw_log_likelihood(model, x, k=1, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        mu, var = model.encode(x)
+        noise = torch.randn((1, *mu.shape), generator=torch.Generator().manual_seed(5), dtype=x.dtype)
+        z = reparameterize(mu, var, noise)
+        elbo_sample = (bernoulli_log_likelihood(model.decode(z), x) + standard_normal_log_density(z)
+                       - gaussian_log_density(z, mu, var))[0]
+        # The one-sample ELBO estimator that training uses draws the very same z.
+        terms = model(x, torch.Generator().manual_seed(5))
+        terms_z = terms.loglike
+    torch.testing.assert_close(got, elbo_sample, rtol=0, atol=0)
+    torch.testing.assert_close(bernoulli_log_likelihood(model.decode(z[0]), x), terms_z, rtol=0, atol=0)
+
+
+def test_k1_averages_to_the_analytic_elbo():
+    model, x = _model_and_data(n=4)
+    g = torch.Generator().manual_seed(0)
+    draws = torch.stack([iw_log_likelihood(model, x, k=1, generator=g) for _ in range(4000)])  # (R, B)
+    analytic = elbo_terms(model, x.repeat(4000, 1), generator=torch.Generator().manual_seed(1)).elbo
+    analytic = analytic.view(4000, 4).mean(0)
+    se = draws.std(0) / math.sqrt(4000)
+    assert ((draws.mean(0) - analytic).abs() < 5 * se).all()
+
+
+def test_iw_bound_grows_with_k():
+    model, x = _model_and_data()
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.mul_(3)  # a sharper decoder widens the gap between the bounds
+    est = [iw_log_likelihood(model, x, k=k, generator=torch.Generator().manual_seed(0)).mean().item()
+           for k in (1, 10, 100, 1000)]
+    assert est == sorted(est)
+    assert est[-1] - est[0] > 1.0  # a real gap, not rounding
+
+
+def test_iw_matches_numerical_integration_for_a_1d_latent():
+    """log p(x) = log ∫ p(x|z) N(z; 0, 1) dz, by quadrature on a fine grid."""
+    model, x = _model_and_data(latent=1, data=12, n=6, seed=3)
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.mul_(3)  # a sharper decoder, so the posterior is far from the prior
+        grid = torch.linspace(-12, 12, 200_001, dtype=torch.float64).unsqueeze(1)  # (G, 1)
+        log_px_given_z = bernoulli_log_likelihood(model.decode(grid).unsqueeze(1), x)  # (G, B)
+        log_joint = log_px_given_z + standard_normal_log_density(grid).unsqueeze(1)
+        exact = torch.logsumexp(log_joint, 0) + math.log(grid[1, 0] - grid[0, 0])
+    estimate = iw_log_likelihood(model, x, k=200_000, generator=torch.Generator().manual_seed(0))
+    elbo = elbo_terms(model, x.repeat(20_000, 1), generator=torch.Generator().manual_seed(0)).elbo
+    elbo = elbo.view(20_000, -1).mean(0)  # the expected ELBO, to within ~0.01 nats
+    torch.testing.assert_close(estimate, exact, rtol=0, atol=0.01)
+    assert (exact - elbo > 0.1).all()  # the ELBO is visibly looser: the test can tell them apart
+
+
+def test_chunking_does_not_change_the_result(monkeypatch):
+    model, x = _model_and_data(n=30)
+    whole = iw_log_likelihood(model, x, k=50, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(evaluate, "MAX_BLOCK", 7 * 30)  # 7 samples per decoder call
+    chunked = iw_log_likelihood(model, x, k=50, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=1e-12)
+
+
+def test_evaluate_model_is_deterministic_given_the_seed():
+    model, x = _model_and_data(dtype=torch.float32)
+    a = evaluate_model(model, x, iw_k=20, seed=3)
+    b = evaluate_model(model, x, iw_k=20, seed=3)
+    c = evaluate_model(model, x, iw_k=20, seed=4)
+    assert a == b
+    assert a.log_likelihood != c.log_likelihood
+    assert a.log_likelihood >= a.elbo - 3 * a.elbo_stderr
+    assert a.n_images == 40 and a.iw_k == 20
+    assert math.isclose(a.elbo, a.loglike - a.kl, rel_tol=1e-6)
+    assert evaluate_model(model, x, iw_k=0).log_likelihood is None
+
+
+def test_mean_and_stderr():
+    mean, se = mean_and_stderr(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    assert mean == 2.5
+    assert math.isclose(se, math.sqrt(5 / 3) / 2, rel_tol=1e-12)
+
+
+def test_bad_k():
+    model, x = _model_and_data()
+    with pytest.raises(VaelabError, match="iw-k"):
+        iw_log_likelihood(model, x, k=0, generator=torch.Generator())
+    with pytest.raises(VaelabError, match="iw-k"):
+        evaluate_model(model, x, iw_k=-1)

@@ -1,0 +1,145 @@
+"""Training: reproducible, resumable bit for bit, interruptible, and safe when it diverges."""
+
+import json
+
+import pytest
+import torch
+
+import vaelab.training as train_module
+from vaelab.checkpoint import load_checkpoint, load_run
+from vaelab.config import TrainConfig
+from vaelab.errors import TrainingInterrupted, VaelabError
+from vaelab.training import HEADER, resume, train
+
+
+def _config(small_mnist, **kw):
+    return TrainConfig(data_dir=str(small_mnist), latent_size=8, **{"epochs": 2, **kw})
+
+
+def _state(path):
+    ckpt = load_checkpoint(path)
+    return ckpt.model_state, ckpt.optimizer_state["state"], ckpt.rng_state
+
+
+def _assert_identical(a, b):
+    (wa, oa, ra), (wb, ob, rb) = _state(a), _state(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    for i in oa:
+        for k in oa[i]:
+            assert torch.equal(torch.as_tensor(oa[i][k]), torch.as_tensor(ob[i][k])), (i, k)
+    assert torch.equal(ra, rb)
+
+
+def test_training_improves_the_elbo_and_logs_the_articles_columns(small_mnist, tmp_path):
+    lines = []
+    run = train(_config(small_mnist, epochs=4), tmp_path / "run", echo=lines.append)
+    assert HEADER in lines and "lowerBound" in HEADER and "reg" in HEADER
+    m = run.metrics
+    assert [r["epoch"] for r in m] == [1, 2, 3, 4]
+    for r in m:
+        assert r["lower_bound"] == pytest.approx(r["reg"] + r["loglike"])
+        assert r["reg"] < 0 and r["loglike"] < 0
+        assert r["test_elbo"] == pytest.approx(r["test_loglike"] - r["test_kl"])
+    assert m[-1]["lower_bound"] > m[0]["lower_bound"] + 20
+    assert m[-1]["test_elbo"] > m[0]["test_elbo"] + 20
+    assert m[-1]["step"] == 4 * 8  # 1,000 images in batches of 128
+    on_disk = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert on_disk == m
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == run.config.to_dict()
+
+
+def test_same_seed_same_weights_other_seed_other_weights(small_mnist, tmp_path):
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        train(_config(small_mnist, seed=seed, epochs=1), tmp_path / name, echo=lambda s: None)
+    _assert_identical(tmp_path / "a", tmp_path / "b")
+    wa, wc = _state(tmp_path / "a")[0], _state(tmp_path / "c")[0]
+    assert not torch.equal(wa["decoder.layer3.weight"], wc["decoder.layer3.weight"])
+
+
+@pytest.mark.parametrize("variant", [{}, {"binarization": "dynamic"}, {"optimizer": "rmsprop"}])
+def test_resume_is_bit_identical_to_training_straight_through(small_mnist, tmp_path, variant):
+    quiet = lambda s: None  # noqa: E731
+    train(_config(small_mnist, epochs=4, **variant), tmp_path / "straight", echo=quiet)
+    train(_config(small_mnist, epochs=2, **variant), tmp_path / "resumed", echo=quiet)
+    run = resume(tmp_path / "resumed", epochs=4, echo=quiet)
+    assert run.epoch == 4
+    _assert_identical(tmp_path / "straight", tmp_path / "resumed")
+    assert [m["lower_bound"] for m in run.metrics] == [
+        m["lower_bound"] for m in load_run(tmp_path / "straight").metrics
+    ]
+
+
+def test_interrupt_mid_epoch_saves_a_checkpoint_that_resumes_exactly(small_mnist, tmp_path, monkeypatch):
+    quiet = lambda s: None  # noqa: E731
+    train(_config(small_mnist, epochs=3), tmp_path / "straight", echo=quiet)
+
+    calls = {"n": 0}
+    real_guard = train_module._interrupt_guard
+
+    class FakeCtrlC:  # pressed once, after the 13th batch (epoch 2, batch 5)
+        def __enter__(self):
+            return lambda: calls["n"] >= 13
+
+        def __exit__(self, *exc):
+            return False
+
+    real_step = train_module.train_step
+
+    def counting_step(*args):
+        calls["n"] += 1
+        return real_step(*args)
+
+    monkeypatch.setattr(train_module, "_interrupt_guard", FakeCtrlC)
+    monkeypatch.setattr(train_module, "train_step", counting_step)
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train(_config(small_mnist, epochs=3), tmp_path / "cut", echo=quiet)
+    ckpt = load_checkpoint(tmp_path / "cut")
+    assert (ckpt.position.epoch, ckpt.position.batch, ckpt.position.step) == (1, 5, 13)
+    assert ckpt.perm is not None and len(ckpt.metrics) == 1
+
+    monkeypatch.setattr(train_module, "_interrupt_guard", real_guard)
+    resume(tmp_path / "cut", epochs=3, echo=quiet)
+    _assert_identical(tmp_path / "straight", tmp_path / "cut")
+
+
+def test_divergence_stops_with_a_message_and_keeps_the_last_good_checkpoint(small_mnist, tmp_path, monkeypatch):
+    real_step = train_module.train_step
+    calls = {"n": 0}
+
+    def poisoned_step(model, optimizer, x, generator):
+        calls["n"] += 1
+        if calls["n"] == 12:  # in epoch 2
+            with torch.no_grad():
+                model.decoder.layer3.bias.fill_(float("nan"))
+        return real_step(model, optimizer, x, generator)
+
+    monkeypatch.setattr(train_module, "train_step", poisoned_step)
+    with pytest.raises(VaelabError, match=r"non-finite in epoch 2.*epoch 1"):
+        train(_config(small_mnist, epochs=3), tmp_path / "run", echo=lambda s: None)
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt.position.epoch == 1 and ckpt.position.batch == 0
+    assert all(torch.isfinite(t).all() for t in ckpt.model_state.values())
+
+
+def test_new_training_never_overwrites_a_run(small_mnist, tmp_path):
+    train(_config(small_mnist, epochs=1), tmp_path / "run", echo=lambda s: None)
+    before = (tmp_path / "run" / "checkpoint.safetensors").read_bytes()
+    with pytest.raises(VaelabError, match="already holds a run"):
+        train(_config(small_mnist, epochs=1, seed=5), tmp_path / "run", echo=lambda s: None)
+    assert (tmp_path / "run" / "checkpoint.safetensors").read_bytes() == before
+
+
+def test_resume_cannot_shorten_and_is_a_no_op_when_done(small_mnist, tmp_path):
+    train(_config(small_mnist, epochs=2), tmp_path / "run", echo=lambda s: None)
+    with pytest.raises(VaelabError, match="already trained 2 epochs"):
+        resume(tmp_path / "run", epochs=1, echo=lambda s: None)
+    said = []
+    assert resume(tmp_path / "run", epochs=2, echo=said.append).epoch == 2
+    assert "nothing to do" in said[0]
+
+
+def test_download_flag_needs_a_data_dir(tmp_path):
+    with pytest.raises(VaelabError, match="--download needs --data-dir"):
+        train(TrainConfig(download=True, epochs=1), tmp_path / "run", echo=lambda s: None)
