@@ -119,6 +119,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from vaelab.device import flush_denormals
+
+    flush_denormals()  # before torch starts its worker threads, which copy the flag
     try:
         return args.func(args)
     except VaelabError as exc:

@@ -39,13 +39,13 @@ def _option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> 
 class TrainConfig:
     """Everything that defines a training run (the article's values by default)."""
 
-    latent_size: int = _option(48, "dimension of the latent code z (the article: 48)")
+    latent_size: int = _option(48, "dimension of the latent code z")
     hidden_size: int | None = _option(
         None, "width of the hidden layers; unset means 2 x latent size, as in the article"
     )
-    epochs: int = _option(10, "total number of passes over the training set (the article: 10)")
-    batch_size: int = _option(128, "images per optimisation step (the article: 128)")
-    lr: float = _option(1e-3, "learning rate (the article: 0.001)")
+    epochs: int = _option(10, "total passes over the training set")
+    batch_size: int = _option(128, "images per optimisation step")
+    lr: float = _option(1e-3, "learning rate")
     optimizer: str = _option(
         "adam", "adam, or centred rmsprop (the article found adam slightly better)", OPTIMIZERS
     )

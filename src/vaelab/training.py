@@ -45,7 +45,7 @@ class TrainData:
     info: dict[str, Any]  # provenance, saved in the checkpoint
 
     def batch(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        x = self.train[index]  # (B, D)
+        x = self.train.index_select(0, index)  # (B, D); faster than x[index] on CPU
         return binarize_dynamic(x, generator) if self.dynamic else x
 
 
