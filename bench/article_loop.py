@@ -68,7 +68,7 @@ def main() -> None:
     encode, decode = Encode(), Decode()
     optimizer = torch.optim.Adam(list(encode.parameters()) + list(decode.parameters()), lr=learning_rate)
     start_time = time.time()
-    for epoch in range(max_epochs):
+    for _epoch in range(max_epochs):
         perm = torch.randperm(len(train_images))
         for i in range(0, len(train_images), train_batch_size):
             images = train_images[perm[i : i + train_batch_size]]

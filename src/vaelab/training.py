@@ -24,7 +24,15 @@ from tqdm.auto import tqdm
 
 from vaelab.checkpoint import Checkpoint, Position, Run, load_checkpoint, load_run, prepare_run_dir, save_checkpoint
 from vaelab.config import TrainConfig
-from vaelab.data import THRESHOLD_BYTE, binarize, binarize_dynamic, binarize_threshold, grey_levels, load_split, locate_files
+from vaelab.data import (
+    THRESHOLD_BYTE,
+    binarize,
+    binarize_dynamic,
+    binarize_threshold,
+    grey_levels,
+    load_split,
+    locate_files,
+)
 from vaelab.device import make_generator, resolve_device
 from vaelab.download import download_mnist
 from vaelab.errors import TrainingInterrupted, VaelabError
@@ -135,80 +143,115 @@ def resume(
     return _fit(Path(run_dir), config, ckpt, progress=progress, echo=echo)
 
 
-def _fit(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, *, progress: bool, echo: Echo) -> Run:
+@dataclass
+class _Session:
+    """What changes as training runs, and how to save it."""
+
+    run_dir: Path
+    config: TrainConfig
+    data: TrainData
+    model: VAE
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    position: Position
+    metrics: list[dict[str, Any]]
+    perm: torch.Tensor | None = None  # the epoch under way's order of images
+    sums: torch.Tensor | None = None  # its running sums of reg and loglike over images
+
+    def save(self) -> None:
+        """Write a checkpoint; mid-epoch, the permutation and sums go with it."""
+        mid_epoch = self.position.batch > 0
+        save_checkpoint(self.run_dir, Checkpoint(
+            config=self.config, model_args=self.model.args, model_state=self.model.state_dict(),
+            optimizer_state=self.optimizer.state_dict(), rng_state=self.generator.get_state(),
+            position=self.position, metrics=self.metrics, data=self.data.info,
+            perm=self.perm if mid_epoch else None, sums=self.sums if mid_epoch else None))
+
+
+def _start(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, echo: Echo) -> _Session:
+    """Load the data and build the model, optimizer and generator, fresh or from `ckpt`."""
     device = resolve_device(config.device)
     data = load_data(config, device, echo)
     model = build_model(config, data.train.shape[1]).to(device)
-    optimizer = build_optimizer(config, model, device)
-    generator = make_generator(device, config.seed)
-    position, metrics, perm, sums = Position(), [], None, None
-    if ckpt is not None:
-        model.load_state_dict(ckpt.model_state)
-        optimizer.load_state_dict(ckpt.optimizer_state)
-        generator.set_state(ckpt.rng_state.to(generator.get_state().device))
-        position, metrics = ckpt.position, ckpt.metrics
-        if ckpt.perm is not None:
-            perm, sums = ckpt.perm.to(device), ckpt.sums.to(device)
-        echo(f"resuming {run_dir} at epoch {position.epoch + 1}" + (f", batch {position.batch}" if position.batch else ""))
-    echo(f"training on {device}: {data.info['n_train']} images from {data.info['source']}, "
-         f"{config.binarization} binarization -> {run_dir}")
-
-    def checkpoint(**mid_epoch: torch.Tensor) -> None:
-        save_checkpoint(run_dir, Checkpoint(
-            config=config, model_args=model.args, model_state=model.state_dict(),
-            optimizer_state=optimizer.state_dict(), rng_state=generator.get_state(),
-            position=position, metrics=metrics, data=data.info, **mid_epoch))
-
+    session = _Session(run_dir, config, data, model, build_optimizer(config, model, device),
+                       make_generator(device, config.seed), Position(), [])
     if ckpt is None:
-        checkpoint()  # epoch 0: the untrained model, so the run directory is complete at once
-    n, batch_size = len(data.train), config.batch_size
-    n_batches = math.ceil(n / batch_size)
-    sum_dtype = torch.float32 if device.type == "mps" else torch.float64
+        session.save()  # epoch 0, the untrained model: the run directory is complete at once
+        return session
+    model.load_state_dict(ckpt.model_state)
+    session.optimizer.load_state_dict(ckpt.optimizer_state)
+    session.generator.set_state(ckpt.rng_state)
+    session.position, session.metrics = ckpt.position, ckpt.metrics
+    if ckpt.perm is not None:
+        session.perm, session.sums = ckpt.perm.to(device), ckpt.sums.to(device)
+    where = f", batch {ckpt.position.batch}" if ckpt.position.batch else ""
+    echo(f"resuming {run_dir} at epoch {ckpt.position.epoch + 1}{where}")
+    return session
+
+
+def _fit(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, *, progress: bool, echo: Echo) -> Run:
+    s = _start(run_dir, config, ckpt, echo)
+    echo(f"training on {s.data.train.device}: {s.data.info['n_train']} images from "
+         f"{s.data.info['source']}, {config.binarization} binarization -> {run_dir}")
     echo(HEADER)
     with _interrupt_guard() as interrupted:
-        while position.epoch < config.epochs:
-            epoch, started = position.epoch + 1, time.perf_counter()
-            if perm is None:
-                perm = torch.randperm(n, generator=generator, device=device)
-                sums = torch.zeros(2, dtype=sum_dtype, device=device)  # sum of reg, loglike
-            bar = tqdm(total=n_batches, initial=position.batch, desc=f"epoch {epoch}/{config.epochs}",
-                       unit="batch", leave=False, disable=not progress, dynamic_ncols=True)
-            for b in range(position.batch, n_batches):
-                x = data.batch(perm[b * batch_size:(b + 1) * batch_size], generator)
-                terms = train_step(model, optimizer, x, generator)
-                sums += torch.stack([-terms.kl.sum(), terms.loglike.sum()]).to(sum_dtype)
-                position.batch, position.step = b + 1, position.step + 1
-                bar.update()
-                if b % 50 == 49 or interrupted():
-                    _check_finite(sums, epoch, run_dir, position.epoch)
-                    if progress:
-                        bar.set_postfix(lowerBound=f"{sums.sum().item() / min(n, (b + 1) * batch_size):.2f}")
-                if interrupted():
-                    bar.close()
-                    position.elapsed += time.perf_counter() - started
-                    checkpoint(perm=perm, sums=sums)
-                    raise TrainingInterrupted(
-                        f"interrupted in epoch {epoch}, batch {b + 1}/{n_batches}; a consistent "
-                        f"checkpoint is saved in {run_dir}: continue with "
-                        f"`vaelab train --resume {run_dir} --epochs {config.epochs}`"
-                    )
-            bar.close()
-            _check_finite(sums, epoch, run_dir, position.epoch)
-            reg, loglike = (sums / n).tolist()
-            test = _test_scores(model, data, config) if config.test_every_epoch else None
-            seconds = time.perf_counter() - started
-            position = Position(epoch=epoch, batch=0, step=position.step, elapsed=position.elapsed + seconds)
-            metrics.append({
-                "epoch": epoch, "reg": reg, "loglike": loglike, "lower_bound": reg + loglike,
-                "test_elbo": test and test.elbo.mean().item(),
-                "test_loglike": test and test.loglike.mean().item(),
-                "test_kl": test and test.kl.mean().item(),
-                "seconds": seconds, "elapsed": position.elapsed, "step": position.step,
-            })
-            perm = sums = None
-            checkpoint()
-            echo(format_row(metrics[-1]))
+        while s.position.epoch < config.epochs:
+            started = time.perf_counter()
+            if not _train_epoch(s, interrupted, progress):
+                s.position.elapsed += time.perf_counter() - started
+                s.save()
+                raise TrainingInterrupted(
+                    f"interrupted in epoch {s.position.epoch + 1}, batch {s.position.batch}; a consistent "
+                    f"checkpoint is saved in {run_dir}: continue with "
+                    f"`vaelab train --resume {run_dir} --epochs {config.epochs}`"
+                )
+            s.metrics.append(_epoch_metrics(s, started))
+            s.position = Position(epoch=s.position.epoch + 1, step=s.position.step,
+                                  elapsed=s.metrics[-1]["elapsed"])
+            s.perm = s.sums = None
+            s.save()
+            echo(format_row(s.metrics[-1]))
     return load_run(run_dir)
+
+
+def _train_epoch(s: _Session, interrupted: Callable[[], bool], progress: bool) -> bool:
+    """Run the rest of the epoch under way; False if Ctrl-C stopped it early."""
+    n, batch_size = len(s.data.train), s.config.batch_size
+    n_batches, epoch = math.ceil(n / batch_size), s.position.epoch + 1
+    if s.perm is None:
+        s.perm = torch.randperm(n, generator=s.generator, device=s.data.train.device)
+        dtype = torch.float32 if s.data.train.device.type == "mps" else torch.float64  # mps has no float64
+        s.sums = torch.zeros(2, dtype=dtype, device=s.data.train.device)
+    bar = tqdm(total=n_batches, initial=s.position.batch, desc=f"epoch {epoch}/{s.config.epochs}",
+               unit="batch", leave=False, disable=not progress, dynamic_ncols=True)
+    with bar:
+        for b in range(s.position.batch, n_batches):
+            x = s.data.batch(s.perm[b * batch_size:(b + 1) * batch_size], s.generator)
+            terms = train_step(s.model, s.optimizer, x, s.generator)
+            s.sums += torch.stack([-terms.kl.sum(), terms.loglike.sum()]).to(s.sums.dtype)
+            s.position.batch, s.position.step = b + 1, s.position.step + 1
+            bar.update()
+            if b % 50 == 49 or interrupted():  # .item() syncs a GPU: only now and then
+                _check_finite(s)
+                if progress:
+                    bar.set_postfix(lowerBound=f"{s.sums.sum().item() / min(n, (b + 1) * batch_size):.2f}")
+            if interrupted():
+                return False
+    _check_finite(s)
+    return True
+
+
+def _epoch_metrics(s: _Session, started: float) -> dict[str, Any]:
+    """The epoch's row of the log: per-image means in nats, and the test-set ELBO."""
+    reg, loglike = (s.sums / len(s.data.train)).tolist()
+    row = {"epoch": s.position.epoch + 1, "reg": reg, "loglike": loglike, "lower_bound": reg + loglike,
+           "test_elbo": None, "test_loglike": None, "test_kl": None}
+    if s.config.test_every_epoch:
+        test = _test_scores(s.model, s.data, s.config)
+        row.update(test_elbo=test.elbo.mean().item(), test_loglike=test.loglike.mean().item(),
+                   test_kl=test.kl.mean().item())
+    seconds = time.perf_counter() - started  # this session's share of the epoch, test included
+    return {**row, "seconds": seconds, "elapsed": s.position.elapsed + seconds, "step": s.position.step}
 
 
 def _test_scores(model: VAE, data: TrainData, config: TrainConfig) -> ElboTerms:
@@ -226,11 +269,12 @@ def format_row(m: dict[str, Any]) -> str:
             f"{test} {m['elapsed']:8.1f}")
 
 
-def _check_finite(sums: torch.Tensor, epoch: int, run_dir: Path, last_good: int) -> None:
-    if not bool(torch.isfinite(sums).all()):
+def _check_finite(s: _Session) -> None:
+    if not bool(torch.isfinite(s.sums).all()):
         raise VaelabError(
-            f"training diverged: the loss became non-finite in epoch {epoch}; the last good "
-            f"checkpoint (epoch {last_good}) is kept in {run_dir}. Train again with a lower --lr"
+            f"training diverged: the loss became non-finite in epoch {s.position.epoch + 1}; the "
+            f"last good checkpoint (epoch {s.position.epoch}) is kept in {s.run_dir}. "
+            "Train again with a lower --lr"
         )
 
 
