@@ -7,7 +7,9 @@ comes from the bundled IDX files instead of torchvision (same bytes, the same
 float32 ToTensor + Normalize((0.1307,), (0.3081,)) arithmetic, applied to the
 whole set at once instead of per image), batches are slices of a torch.randperm
 instead of a shuffling DataLoader, and it runs on the CPU. At the end it prints
-the test-set ELBO (one sample per image) and the seconds per epoch.
+the test-set ELBO (one sample per image) and the seconds per epoch, then loads
+the trained weights into vaelab's VAE (the layer names match) and scores them
+with `vaelab eval`'s code, so both projects are measured by the same ruler.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaelab.data import load_split
+from vaelab.evaluate import evaluate_model
+from vaelab.model import VAE
 
 latent_size, data_size, learning_rate, train_batch_size, max_epochs = 48, 28 * 28, 0.001, 128, 10
 hidden_size = latent_size * 2
@@ -61,6 +65,7 @@ def normalized(split: str) -> torch.Tensor:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--iw-k", type=int, default=1000, help="importance samples for the score (0: skip)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     train_images, test_images = normalized("train"), (normalized("test") > 0.5).float()
@@ -90,6 +95,13 @@ def main() -> None:
         loglike = decode(z, test_images).sum(1)
         reg = 0.5 * (1.0 + torch.log(z_variance) - z_mean**2 - z_variance).sum(1)
     print(f"seed {args.seed}: test ELBO {(loglike + reg).mean().item():.2f}, {seconds:.2f} s per epoch")
+    if args.iw_k:
+        model = VAE()
+        model.encoder.load_state_dict(encode.state_dict())
+        model.decoder.load_state_dict(decode.state_dict(), strict=False)  # its BCE module has no weights
+        scores = evaluate_model(model.eval(), test_images, iw_k=args.iw_k, seed=0)
+        print(f"seed {args.seed}, scored as `vaelab eval` does: ELBO {scores.elbo:.2f}, "
+              f"log p(x) IW K={args.iw_k} {scores.log_likelihood:.2f}")
 
 
 if __name__ == "__main__":

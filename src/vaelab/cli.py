@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vaelab.config import TrainConfig, flag
-from vaelab.errors import VaelabError
+from vaelab.errors import TrainingInterrupted, VaelabError
 
 RESUMABLE = {"epochs", "device", "data_dir"}  # what may change when a run is continued
 
@@ -124,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     flush_denormals()  # before torch starts its worker threads, which copy the flag
     try:
         return args.func(args)
+    except TrainingInterrupted as exc:
+        print(f"vaelab: stopped: {exc}", file=sys.stderr)
+        return exc.exit_code
     except VaelabError as exc:
         print(f"vaelab: error: {exc}", file=sys.stderr)
         return exc.exit_code
