@@ -1,4 +1,4 @@
-# Two commands do all the set-up: `make demo` (train + evaluate) and `make test`.
+# Two commands do all the set-up: `make demo` (train, evaluate, report) and `make test`.
 # Both create .venv if absent. torch defaults to the CPU build that lies on this
 # disk; GPU users set TORCH (see the README) or install torch into .venv first.
 PYTHON ?= python3
@@ -26,7 +26,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/vaelab train --out $(RUN)
 	$(BIN)/vaelab eval $(RUN)
-	@echo "done: the run is in $(RUN)"
+	$(BIN)/vaelab report $(RUN)
 
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest

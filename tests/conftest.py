@@ -33,7 +33,30 @@ def write_mnist(folder: Path, n_train: int, n_test: int) -> Path:
     return folder
 
 
+@pytest.fixture
+def one_openmp_thread():
+    """t-SNE's Barnes-Hut gradient runs on OpenMP threads; on a 2-core machine that other
+    processes keep busy, their barriers made 150 points take 30 s instead of 0.3 s."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="openmp"):
+        yield
+
+
 @pytest.fixture(scope="session")
 def small_mnist(tmp_path_factory) -> Path:
     """1,000 training and 500 test images of real MNIST, in the flat IDX layout."""
     return write_mnist(tmp_path_factory.mktemp("small_mnist"), 1000, 500)
+
+
+@pytest.fixture(scope="session")
+def trained_run(small_mnist, tmp_path_factory) -> Path:
+    """A small run (latent 8, 3 epochs on the small MNIST), scored with K=10."""
+    from vaelab.config import TrainConfig
+    from vaelab.evaluate import evaluate_run
+    from vaelab.training import train
+
+    path = tmp_path_factory.mktemp("runs") / "small"
+    train(TrainConfig(data_dir=str(small_mnist), latent_size=8, epochs=3), path, echo=lambda s: None)
+    evaluate_run(path, iw_k=10)
+    return path

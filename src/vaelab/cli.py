@@ -67,7 +67,76 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=cmd_eval)
+    _add_explore_commands(sub)
     return parser
+
+
+def _explore_parser(sub, name: str, help: str, *, stats: bool = True, style: bool = True):
+    p = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+    p.add_argument("run", metavar="RUN", help="run directory written by `vaelab train`")
+    p.add_argument("--out", metavar="FILE", help=f"PNG to write (default: RUN/figures/{name}.png)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the image subset and of any sampling (default: 0)")
+    if stats:
+        p.add_argument("--n-stats", type=int, default=10000, metavar="N",
+                       help="training images whose codes give the class statistics (default: 10000, as the article)")
+    if style:
+        p.add_argument("--style", choices=("mean", "binary"), default="mean",
+                       help="mean: Bernoulli means as grey levels; binary: sigmoid > 0.5, "
+                            "as the article (default: mean)")
+    return p
+
+
+def _add_explore_commands(sub) -> None:
+    p = _explore_parser(sub, "reconstruct", "test digits beside their reconstructions", stats=False)
+    p.add_argument("-n", type=int, default=16, help="how many digits (default: 16)")
+    p.set_defaults(func=_figure_command(
+        lambda ex, run, codes, out, a: ex.figure_reconstructions(run, codes, out, n=a.n, style=a.style),
+        split="test"))
+
+    p = _explore_parser(sub, "generate", "new digits of one class, or from the prior")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--digit", type=int, metavar="D", help="the class to generate")
+    which.add_argument("--prior", action="store_true", help="sample z from N(0, I) instead")
+    p.add_argument("-n", type=int, default=20, help="how many digits (default: 20)")
+    p.set_defaults(func=_figure_command(
+        lambda ex, run, codes, out, a: ex.figure_generate(
+            run, codes, out, digit=None if a.prior else a.digit, n=a.n, seed=a.seed, style=a.style)))
+
+    p = _explore_parser(sub, "mix", "the 10 x 10 matrix of digits mixed by averaging their mean codes")
+    p.set_defaults(func=_figure_command(
+        lambda ex, run, codes, out, a: ex.figure_mix(run, codes, out, style=a.style)))
+
+    p = _explore_parser(sub, "interpolate", "the strip of digits between two classes' mean codes")
+    p.add_argument("--from", dest="start", type=int, required=True, metavar="A", help="first digit")
+    p.add_argument("--to", dest="end", type=int, required=True, metavar="B", help="last digit")
+    p.add_argument("--steps", type=int, default=10, help="images in the strip, both ends included (default: 10)")
+    p.add_argument("--method", choices=("lerp", "slerp"), default="lerp", help="linear or spherical (default: lerp)")
+    p.set_defaults(func=_figure_command(
+        lambda ex, run, codes, out, a: ex.figure_interpolate(
+            run, codes, out, start=a.start, end=a.end, steps=a.steps, method=a.method, style=a.style)))
+
+    p = _explore_parser(sub, "embed", "a 2-D map of the latent codes, coloured by digit", style=False)
+    p.add_argument("--method", choices=("tsne", "pca", "umap"), default="tsne",
+                   help="tsne (the article's, perplexity 40), pca, or umap (needs umap-learn) (default: tsne)")
+    p.set_defaults(func=_figure_command(
+        lambda ex, run, codes, out, a: ex.figure_embed(run, codes, out, method=a.method, seed=a.seed)))
+
+    p = _explore_parser(sub, "kl", "KL per latent dimension and the active units", style=False)
+    p.set_defaults(func=_figure_command(lambda ex, run, codes, out, a: ex.figure_kl(run, codes, out)))
+
+    p = _explore_parser(sub, "curves", "training curves: ELBO, reconstruction and KL per epoch",
+                        stats=False, style=False)
+    p.set_defaults(func=_figure_command(lambda ex, run, codes, out, a: ex.figure_curves(run, out), split=None))
+
+    p = sub.add_parser("report", help="one self-contained HTML page with every figure",
+                       description="Write RUN/report.html: config, test scores, curves and every figure, "
+                                   "images embedded so it opens offline.")
+    p.add_argument("run", metavar="RUN", help="run directory written by `vaelab train` and scored by `vaelab eval`")
+    p.add_argument("--seed", type=int, default=0, help="seed of the image subset and of any sampling (default: 0)")
+    p.add_argument("--n-stats", type=int, default=10000, metavar="N", help="images for class statistics")
+    p.add_argument("--style", choices=("mean", "binary"), default="mean", help="how digits are shown")
+    p.add_argument("--embed", choices=("tsne", "pca", "umap"), default="tsne", help="the map's method")
+    p.set_defaults(func=cmd_report)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -113,7 +182,47 @@ def cmd_eval(args: argparse.Namespace) -> int:
           f"   (reconstruction {r.loglike:.2f}, KL {r.kl:.2f})")
     if r.log_likelihood is not None:
         print(f"  log p(x), IW K={r.iw_k:<6} {r.log_likelihood:9.2f} ± {r.log_likelihood_stderr:.2f}")
+    print(f"  active units           {r.active_units} of {len(r.kl_per_dimension)}"
+          "   (Var[mu] > 0.01, Burda et al. 2015)")
     print(f"  saved to {Path(args.run) / 'eval.json'}")
+    return 0
+
+
+def _figure_command(draw, *, split: str | None = "train"):
+    """A command that loads a run, encodes a subset of `split` (None: no codes needed) and draws."""
+
+    def command(args: argparse.Namespace) -> int:
+        from vaelab import explore
+        from vaelab.checkpoint import load_run
+
+        if args.seed < 0:
+            raise VaelabError(f"--seed must be a non-negative integer, got {args.seed}")
+        if getattr(args, "n", 1) < 1:
+            raise VaelabError(f"-n must be at least 1, got {args.n}")
+        if getattr(args, "steps", 2) < 2:
+            raise VaelabError(f"--steps must be at least 2 (both endpoints are included), got {args.steps}")
+        if getattr(args, "method", None) == "umap":
+            from vaelab.latent import require_embedding
+
+            require_embedding("umap")  # fail before the slow part if umap-learn is missing
+        run = load_run(args.run)
+        out = Path(args.out) if args.out else explore.default_path(run, args.command)
+        codes = None
+        if split is not None:
+            n = args.n if split == "test" else args.n_stats
+            codes = explore.encode_subset(run, n=n, seed=args.seed, split=split)
+        print(f"wrote {draw(explore, run, codes, out, args)}")
+        return 0
+
+    return command
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from vaelab.report import write_report
+
+    path = write_report(args.run, seed=args.seed, n_stats=args.n_stats, style=args.style,
+                        embed_method=args.embed, echo=print)
+    print(f"report written to {path}")
     return 0
 
 

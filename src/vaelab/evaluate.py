@@ -21,6 +21,7 @@ from vaelab.checkpoint import EVAL, load_run, write_json
 from vaelab.data import binarize, load_split
 from vaelab.device import make_generator, resolve_device
 from vaelab.errors import VaelabError
+from vaelab.latent import active_units, encode_all, kl_per_dimension
 from vaelab.model import VAE, ElboTerms
 from vaelab.objectives import (
     bernoulli_log_likelihood,
@@ -51,6 +52,8 @@ class EvalResult:
     n_images: int
     seed: int
     epoch: int
+    active_units: int  # dimensions with Var_x(mu_j(x)) > 0.01 (Burda et al. 2015)
+    kl_per_dimension: list[float]  # mean KL of each latent dimension; sums to `kl`
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,6 +130,7 @@ def evaluate_model(
         raise VaelabError(f"--iw-k must be at least 1 (or 0 to skip the IW estimate), got {iw_k}")
     generator = make_generator(x.device, seed)
     terms = elbo_terms(model, x, generator=generator)
+    mu, var = encode_all(model, x)
     elbo, elbo_se = mean_and_stderr(terms.elbo)
     ll = ll_se = None
     if iw_k:
@@ -142,6 +146,8 @@ def evaluate_model(
         n_images=len(x),
         seed=seed,
         epoch=epoch,
+        active_units=int(active_units(mu).sum()),
+        kl_per_dimension=kl_per_dimension(mu, var).double().tolist(),
     )
 
 

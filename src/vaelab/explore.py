@@ -1,0 +1,119 @@
+"""The article's "Using the model" figures, from a trained run.
+
+Each `figure_*` function computes what it shows with `vaelab.latent` and draws
+it with `vaelab.plots`; all of them share one `Codes`: a fixed, seeded subset of
+images, binarized as in training and encoded once, batched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from vaelab import latent, plots
+from vaelab.checkpoint import Run
+from vaelab.data import binarize, load_split
+from vaelab.device import make_generator
+from vaelab.errors import VaelabError
+
+FIGURES = "figures"  # folder inside a run where figures go by default
+
+
+@dataclass(frozen=True)
+class Codes:
+    """A subset of a split, as the model sees it, with its posterior."""
+
+    x: torch.Tensor  # (N, D) binary images
+    labels: torch.Tensor  # (N,)
+    mu: torch.Tensor  # (N, L) posterior means
+    var: torch.Tensor  # (N, L) posterior variances
+    stats: latent.ClassStats  # per-class means and variances of the posterior
+
+
+def encode_subset(run: Run, *, n: int = 10000, seed: int = 0, split: str = "train") -> Codes:
+    """Encode a seeded random subset of `n` images of `split` (the article: 10,000 training images)."""
+    if n < 1:
+        raise VaelabError(f"--n-stats must be at least 1, got {n}")
+    data = load_split(split, run.config.data_dir)
+    generator = make_generator(torch.device("cpu"), seed)
+    index = torch.randperm(len(data.labels), generator=generator)[: min(n, len(data.labels))]
+    x = binarize(data.images[index], run.config.binarization, generator)
+    labels = data.labels[index]
+    mu, var = latent.encode_all(run.model, x)
+    return Codes(x=x, labels=labels, mu=mu, var=var, stats=latent.class_statistics(mu, var, labels))
+
+
+def default_path(run: Run, name: str) -> Path:
+    return run.path / FIGURES / f"{name}.png"
+
+
+def figure_reconstructions(run: Run, codes: Codes, path: Path, *, n: int = 16, style: str = "mean") -> Path:
+    """Originals beside their reconstructions (decoded from the posterior means)."""
+    if n < 1:
+        raise VaelabError(f"-n must be at least 1, got {n}")
+    n = min(n, len(codes.x))
+    originals = codes.x[:n].reshape(n, 28, 28).cpu().numpy()
+    recon = latent.decode_images(run.model, codes.mu[:n], style)
+    return plots.plot_reconstructions(originals, recon, codes.labels[:n].tolist(), path)
+
+
+def figure_generate(run: Run, codes: Codes, path: Path, *, digit: int | None, n: int = 20, seed: int = 0,
+                    style: str = "mean") -> Path:
+    """New digits of one class (the article's recipe), or from the prior when `digit` is None."""
+    if n < 1:
+        raise VaelabError(f"-n must be at least 1, got {n}")
+    generator = make_generator(torch.device("cpu"), seed)
+    if digit is None:
+        z = latent.sample_prior(n, run.model.latent_size, generator)
+        title = f"{n} samples from the prior N(0, I)"
+    else:
+        z = latent.sample_class(codes.stats, digit, n, generator)
+        title = f"{n} new {digit}s: class mean + noise with the class's mean posterior variance"
+    return plots.plot_samples(latent.decode_images(run.model, z, style), path, title)
+
+
+def figure_generate_all(run: Run, codes: Codes, path: Path, *, n: int = 10, seed: int = 0,
+                        style: str = "mean") -> Path:
+    """One row of `n` new digits per class, each drawn by the article's recipe."""
+    generator = make_generator(torch.device("cpu"), seed)
+    z = torch.stack([latent.sample_class(codes.stats, int(c), n, generator) for c in codes.stats.classes])
+    images = latent.decode_images(run.model, z, style)  # (C, n, 28, 28)
+    return plots.plot_class_samples(images, codes.stats.classes.tolist(), path)
+
+
+def figure_mix(run: Run, codes: Codes, path: Path, *, style: str = "mean") -> Path:
+    """The article's 10 x 10 matrix of averaged class means."""
+    images = latent.decode_images(run.model, latent.mix_matrix(codes.stats.means), style)
+    return plots.plot_mix(images, codes.stats.classes.tolist(), path)
+
+
+def figure_interpolate(run: Run, codes: Codes, path: Path, *, start: int, end: int, steps: int = 10,
+                       method: str = "lerp", style: str = "mean") -> Path:
+    """The strip between two classes' mean codes, both included."""
+    a = codes.stats.means[codes.stats.index(start)]
+    b = codes.stats.means[codes.stats.index(end)]
+    z = latent.interpolate(a, b, steps, method)
+    return plots.plot_interpolation(latent.decode_images(run.model, z, style), path,
+                                    start=start, end=end, method=method)
+
+
+def figure_embed(run: Run, codes: Codes, path: Path, *, method: str = "tsne", seed: int = 0) -> Path:
+    """2-D map of the codes alone (labels only colour the points)."""
+    points = latent.embed(codes.mu.cpu().numpy(), method, seed=seed)
+    return plots.plot_embedding(points, codes.labels.cpu().numpy(), path, method=method)
+
+
+def figure_kl(run: Run, codes: Codes, path: Path) -> Path:
+    """KL per latent dimension and the active units, over the subset's posterior."""
+    kl = latent.kl_per_dimension(codes.mu, codes.var).cpu().numpy()
+    active = latent.active_units(codes.mu).cpu().numpy()
+    return plots.plot_kl_per_dimension(kl, active, path)
+
+
+def figure_curves(run: Run, path: Path) -> Path:
+    """Training curves from the run's per-epoch metrics."""
+    if not run.metrics:
+        raise VaelabError(f"{run.path} has no completed epoch yet; train it before plotting its curves")
+    return plots.plot_curves(run.metrics, path)

@@ -1,0 +1,206 @@
+"""Figures: arrays and a path in, a PNG out. Nothing here runs a model.
+
+Figures are drawn with matplotlib's object API (no pyplot, so no global state
+and no display needed). Digit images are shown white on black, as MNIST is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DPI = 110
+GAP = 2  # pixels between digits in a mosaic
+GAP_VALUE = 0.35  # grey of the gaps, so black digits' edges stay visible
+PALETTE = "tab10"
+
+
+def _figure(width: float, height: float, title: str = "", fontsize: float = 12):
+    """A figure at least as wide as its title (DejaVu Sans averages ~0.55 em a character)."""
+    from matplotlib.figure import Figure
+
+    width = max(width, len(title) * fontsize * 0.56 / 72 + 0.5)
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, facecolor="white")
+    return path
+
+
+def mosaic(images: np.ndarray, gap: int = GAP, fill: float = GAP_VALUE) -> np.ndarray:
+    """Tile images (R, C, H, W) into one (R*(H+gap)-gap, C*(W+gap)-gap) array."""
+    rows, cols, h, w = images.shape
+    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap), fill, dtype=np.float32)
+    for r in range(rows):
+        for c in range(cols):
+            out[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = images[r, c]
+    return out
+
+
+def _show(ax, image: np.ndarray) -> None:
+    ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def _centres(n: int, size: int = 28, gap: int = GAP) -> np.ndarray:
+    return np.arange(n) * (size + gap) + (size - 1) / 2
+
+
+def plot_reconstructions(originals: np.ndarray, reconstructions: np.ndarray, labels: Sequence[int],
+                         path: str | Path, *, per_row: int = 8) -> Path:
+    """Pairs (original above its reconstruction), labelled with the digit. (n, 28, 28) each."""
+    n = len(originals)
+    rows = -(-n // per_row)
+    title = "Test digits (top) and their reconstructions (bottom)"
+    fig = _figure(1.2 * min(n, per_row) + 0.6, 2.5 * rows + 0.5, title)
+    axes = np.atleast_1d(fig.subplots(rows, 1, squeeze=False)[:, 0])
+    for r, ax in enumerate(axes):
+        chunk = slice(r * per_row, min(n, (r + 1) * per_row))
+        top, bottom = originals[chunk], reconstructions[chunk]
+        pad = per_row - len(top) if rows > 1 else 0
+        blank = np.zeros((pad, *top.shape[1:]), dtype=np.float32)
+        pairs = np.stack([np.concatenate([top, blank]), np.concatenate([bottom, blank])])  # (2, k, 28, 28)
+        _show(ax, mosaic(pairs))
+        ax.set_xticks(_centres(pairs.shape[1])[: len(top)], [str(int(v)) for v in labels[chunk]])
+        ax.set_yticks(_centres(2), ["original", "recon."])
+        ax.tick_params(length=0, labelsize=10)
+    fig.suptitle(title, fontsize=12)
+    return _save(fig, path)
+
+
+def plot_samples(images: np.ndarray, path: str | Path, title: str, *, per_row: int = 10) -> Path:
+    """A grid of generated digits. (n, 28, 28)"""
+    n = len(images)
+    cols = min(n, per_row)
+    rows = -(-n // cols)
+    padded = np.concatenate([images, np.zeros((rows * cols - n, *images.shape[1:]), dtype=np.float32)])
+    fig = _figure(0.9 * cols + 0.4, 0.9 * rows + 0.7, title)
+    ax = fig.subplots()
+    _show(ax, mosaic(padded.reshape(rows, cols, *images.shape[1:])))
+    ax.set_title(title, fontsize=12)
+    return _save(fig, path)
+
+
+def plot_class_samples(images: np.ndarray, classes: Sequence[int], path: str | Path) -> Path:
+    """Rows of generated digits, one row per class. (C, n, 28, 28)"""
+    c, n = images.shape[:2]
+    title = "New digits: class mean + noise with the class's mean posterior variance"
+    fig = _figure(0.62 * n + 1.0, 0.62 * c + 0.9, title, 11)
+    ax = fig.subplots()
+    _show(ax, mosaic(images))
+    ax.set_yticks(_centres(c), [str(int(k)) for k in classes])
+    ax.tick_params(length=0, labelsize=11)
+    ax.set_ylabel("digit", fontsize=11)
+    ax.set_title(title, fontsize=11)
+    return _save(fig, path)
+
+
+def plot_mix(images: np.ndarray, classes: Sequence[int], path: str | Path) -> Path:
+    """The mixing matrix: cell (i, j) decodes the average of classes i and j. (C, C, 28, 28)"""
+    c = len(classes)
+    title = "Mixing digits: decoding the average of two class means"
+    fig = _figure(0.62 * c + 1.4, 0.62 * c + 1.3, title)
+    ax = fig.subplots()
+    _show(ax, mosaic(images))
+    names = [str(int(k)) for k in classes]
+    ax.set_xticks(_centres(c), names)
+    ax.set_yticks(_centres(c), names)
+    ax.tick_params(length=0, labelsize=11, labeltop=True, labelbottom=False)
+    ax.set_xlabel("digit", fontsize=11)
+    ax.xaxis.set_label_position("top")
+    ax.set_ylabel("digit", fontsize=11)
+    ax.set_title(title, fontsize=12, pad=28)
+    return _save(fig, path)
+
+
+def plot_interpolation(images: np.ndarray, path: str | Path, *, start: int, end: int, method: str) -> Path:
+    """The strip of decoded codes from class `start` to class `end`, both ends included. (steps, 28, 28)"""
+    steps = len(images)
+    title = f"From {start} to {end} ({method}, {steps} steps)"
+    fig = _figure(0.85 * steps + 0.6, 1.75, title, 11)
+    ax = fig.subplots()
+    _show(ax, mosaic(images[None]))
+    ticks = [f"{t:.2g}" for t in np.linspace(0, 1, steps)]
+    ticks[0], ticks[-1] = f"{start}", f"{end}"
+    ax.set_xticks(_centres(steps), ticks)
+    ax.tick_params(length=0, labelsize=9)
+    ax.set_title(title, fontsize=11)
+    return _save(fig, path)
+
+
+def plot_embedding(points: np.ndarray, labels: np.ndarray, path: str | Path, *, method: str) -> Path:
+    """2-D map of latent codes, coloured by digit, with a legend and the class names at their centres."""
+    from matplotlib import colormaps
+
+    fig = _figure(8.5, 7.0)
+    ax = fig.subplots()
+    colours = colormaps[PALETTE]
+    classes = np.unique(labels)
+    order = np.random.default_rng(0).permutation(len(points))  # no class painted on top of the rest
+    ax.scatter(points[order, 0], points[order, 1], c=[colours(int(k) % 10) for k in labels[order]],
+               s=4, alpha=0.55, linewidths=0, rasterized=True)
+    for k in classes:
+        centre = np.median(points[labels == k], axis=0)
+        ax.text(*centre, str(int(k)), fontsize=15, weight="bold", ha="center", va="center",
+                color="black", bbox={"boxstyle": "circle,pad=0.2", "fc": "white", "ec": colours(int(k) % 10),
+                                     "alpha": 0.85})
+    handles = [ax.scatter([], [], color=colours(int(k) % 10), s=40, label=str(int(k))) for k in classes]
+    ax.legend(handles=handles, title="digit", loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    name = {"tsne": "t-SNE", "pca": "PCA", "umap": "UMAP"}.get(method, method)
+    ax.set_title(f"{name} of {len(points):,} latent codes (posterior means), coloured by digit", fontsize=12)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return _save(fig, path)
+
+
+def plot_kl_per_dimension(kl: np.ndarray, active: np.ndarray, path: str | Path) -> Path:
+    """Bars of KL(q(z_j|x) || p(z_j)) per latent dimension, sorted, active units highlighted."""
+    order = np.argsort(-kl)
+    n_active = int(active.sum())
+    title = (f"KL per latent dimension: {n_active} of {len(kl)} units active "
+             f"(blue: Var[mu] > 0.01), total {kl.sum():.1f} nats")
+    fig = _figure(max(6.0, 0.16 * len(kl) + 2.0), 3.6, title, 11)
+    ax = fig.subplots()
+    colours = np.where(active[order], "#1f77b4", "#c7c7c7")
+    ax.bar(np.arange(len(kl)), kl[order], color=colours, width=0.8)
+    ax.set_xticks(np.arange(len(kl)), [str(int(j)) for j in order], fontsize=6, rotation=90)
+    ax.set_xlabel("latent dimension (sorted by KL)")
+    ax.set_ylabel("KL per image (nats)")
+    ax.set_xlim(-0.7, len(kl) - 0.3)
+    ax.set_title(title, fontsize=11)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_curves(metrics: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """ELBO, reconstruction and KL per epoch, train and test, from a run's metrics."""
+    epochs = np.array([m["epoch"] for m in metrics])
+
+    def column(key: str, sign: float = 1.0) -> np.ndarray:
+        return np.array([np.nan if m.get(key) is None else sign * m[key] for m in metrics], dtype=float)
+
+    panels = [
+        ("ELBO (nats per image)", column("lower_bound"), column("test_elbo")),
+        ("reconstruction log p(x|z)", column("loglike"), column("test_loglike")),
+        ("KL(q(z|x) || p(z))", column("reg", -1.0), column("test_kl")),
+    ]
+    fig = _figure(12.0, 3.6)
+    for ax, (title, train, test) in zip(fig.subplots(1, 3), panels, strict=True):
+        ax.plot(epochs, train, "o-", label="train", color="#1f77b4", markersize=4)
+        if not np.isnan(test).all():
+            ax.plot(epochs, test, "s--", label="test", color="#d62728", markersize=4)
+        ax.set_title(title, fontsize=11)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(frameon=False)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    return _save(fig, path)
