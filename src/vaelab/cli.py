@@ -11,6 +11,7 @@ import dataclasses
 import json
 import sys
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,15 @@ RESUMABLE = {"epochs", "device", "data_dir"}  # what may change when a run is co
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; unset flags leave the config file's value alone."""
     group = parser.add_argument_group("training config (defaults: the article's)")
+    hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
         default = f.default
-        if isinstance(default, bool):
+        kind = next(t for t in typing.get_args(hints[f.name]) or (hints[f.name],) if t is not type(None))
+        if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
-            kind = {"lr": float}.get(f.name, type(default) if default is not None else None)
-            kwargs["type"] = kind or (int if f.name == "hidden_size" else str)
+            kwargs["type"] = kind  # int, float or str: argparse rejects '1e-3x' itself
             kwargs["metavar"] = f.name.split("_")[-1].upper()
         if f.metadata["choices"]:
             kwargs["choices"] = f.metadata["choices"]

@@ -73,12 +73,14 @@ def write_report(run_path: str | Path, *, seed: int = 0, n_stats: int = 10000, s
     figures.append(("", "", explore.figure_interpolate(
         run, codes, explore.default_path(run, "interpolate-slerp"), start=3, end=8, steps=10, method="slerp",
         style=style)))
-    add("Map of the latent space", f"{embed_method.upper()} of the posterior means of {len(codes.labels):,} "
+    method_name = {"tsne": "t-SNE", "pca": "PCA", "umap": "UMAP"}[embed_method]
+    add("Map of the latent space", f"{method_name} of the posterior means of {len(codes.labels):,} "
         "training images. Only the codes go into the map; the labels only colour it.",
         lambda p: explore.figure_embed(run, codes, p, method=embed_method, seed=seed), "embed")
     add("Posterior collapse", "KL divergence of each latent dimension from the prior, averaged over images. "
         "A unit is active when its posterior mean varies across images (variance > 0.01, Burda et al. "
-        "2015); inactive units carry no information about the image.",
+        f"2015); inactive units carry no information about the image. Measured here on the {len(codes.labels):,} "
+        "training images; the count at the top of the page is the test set's.",
         lambda p: explore.figure_kl(run, codes, p), "kl")
 
     page = _render(run, scores, figures)
