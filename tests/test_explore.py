@@ -42,7 +42,9 @@ def test_encode_subset_is_seeded_binarized_and_batched(run, codes):
     assert len(explore.encode_subset(run, n=5000, seed=0).labels) == 1000
 
 
-def test_interpolation_endpoints_decode_the_class_means(run, codes, monkeypatch):
+@pytest.fixture
+def decoded(monkeypatch):
+    """Records the codes each figure decodes."""
     seen = {}
     real = latent.decode_images
 
@@ -51,24 +53,20 @@ def test_interpolation_endpoints_decode_the_class_means(run, codes, monkeypatch)
         return real(model, z, style)
 
     monkeypatch.setattr(latent, "decode_images", spy)
+    return seen
+
+
+def test_interpolation_endpoints_decode_the_class_means(run, codes, decoded):
     explore.figure_interpolate(run, codes, run.path / "f" / "i.png", start=1, end=4, steps=7)
-    z = seen["z"]
+    z = decoded["z"]
     assert z.shape == (7, 8)
     torch.testing.assert_close(z[0], codes.stats.means[1], rtol=0, atol=0)
     torch.testing.assert_close(z[-1], codes.stats.means[4], rtol=1e-6, atol=1e-6)
 
 
-def test_mix_figure_decodes_a_symmetric_matrix_with_the_means_on_its_diagonal(run, codes, monkeypatch):
-    seen = {}
-    real = latent.decode_images
-
-    def spy(model, z, style="mean"):
-        seen["z"] = z
-        return real(model, z, style)
-
-    monkeypatch.setattr(latent, "decode_images", spy)
+def test_mix_figure_decodes_a_symmetric_matrix_with_the_means_on_its_diagonal(run, codes, decoded):
     explore.figure_mix(run, codes, run.path / "f" / "m.png")
-    z = seen["z"]
+    z = decoded["z"]
     assert z.shape == (10, 10, 8)
     assert torch.equal(z, z.transpose(0, 1))
     assert torch.equal(z.diagonal(dim1=0, dim2=1).T, codes.stats.means)
