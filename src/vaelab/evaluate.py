@@ -111,7 +111,7 @@ def iw_log_likelihood(
 
 def mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
     """Mean and its standard error over images."""
-    values = values.double()
+    values = values.detach().cpu().double()  # float64 on the CPU: MPS has no float64
     stderr = values.std(unbiased=True) / math.sqrt(len(values)) if len(values) > 1 else torch.tensor(0.0)
     return values.mean().item(), stderr.item()
 
@@ -141,13 +141,13 @@ def evaluate_model(
         log_likelihood=ll,
         log_likelihood_stderr=ll_se,
         iw_k=iw_k,
-        loglike=terms.loglike.double().mean().item(),
-        kl=terms.kl.double().mean().item(),
+        loglike=terms.loglike.cpu().double().mean().item(),
+        kl=terms.kl.cpu().double().mean().item(),
         n_images=len(x),
         seed=seed,
         epoch=epoch,
         active_units=int(active_units(mu).sum()),
-        kl_per_dimension=kl_per_dimension(mu, var).double().tolist(),
+        kl_per_dimension=kl_per_dimension(mu, var).cpu().double().tolist(),
     )
 
 

@@ -259,7 +259,7 @@ def _test_scores(model: VAE, data: TrainData, config: TrainConfig) -> ElboTerms:
     model.eval()
     terms = elbo_terms(model, data.test, generator=make_generator(data.test.device, config.seed))
     model.train()
-    return ElboTerms(terms.loglike.double(), terms.kl.double())
+    return ElboTerms(terms.loglike.cpu().double(), terms.kl.cpu().double())  # MPS has no float64
 
 
 def format_row(m: dict[str, Any]) -> str:
