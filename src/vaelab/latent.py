@@ -141,7 +141,7 @@ def embed(codes: np.ndarray, method: str = "tsne", *, seed: int = 0, perplexity:
         return tsne.fit_transform(codes)
     if method == "umap":
         umap = require_embedding("umap")
-        return umap.UMAP(n_components=2, random_state=seed).fit_transform(codes)
+        return umap.UMAP(n_components=2, random_state=seed, n_jobs=1).fit_transform(codes)  # seeded: 1 job
     raise VaelabError(f"unknown embedding method {method!r}; use one of {', '.join(EMBED_METHODS)}")
 
 
