@@ -245,3 +245,19 @@ def test_connection_dropped_mid_file_falls_back(tmp_path, serve):
     [path] = download_mnist(dest, mirrors=(drop_url, good_url), timeout=5, echo=QUIET)
     assert sha256(read_bytes(path)) == MNIST_FILES[TEST_LABELS][1]
     assert not (dest / f"{TEST_LABELS}.gz.part").exists()
+
+
+def test_the_download_flag_of_vaelab_train(tmp_path, serve, monkeypatch, capsys):
+    """`vaelab train --download --data-dir EMPTY` fetches, verifies, then trains; nothing else goes online."""
+    import vaelab.download
+    from vaelab.cli import main
+
+    url, requests = serve(copy_bundled(tmp_path / "mirror"))
+    monkeypatch.setattr(vaelab.download, "MIRRORS", (url,))
+    data = tmp_path / "data"
+    args = ["train", "--download", "--data-dir", str(data), "--epochs", "1", "--latent-size", "4", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 0
+    assert sorted(p.name for p in data.iterdir()) == sorted(f"{n}.gz" for n in NAMES)
+    assert len(requests) == 4 and "downloading" in capsys.readouterr().out
+    assert main([*args, "--out", str(tmp_path / "again")]) == 0  # files present: no second download
+    assert len(requests) == 4

@@ -35,11 +35,12 @@ def missing_files(data_dir: Path) -> list[str]:
 def download_mnist(
     data_dir: str | Path,
     *,
-    mirrors: tuple[str, ...] = MIRRORS,
+    mirrors: tuple[str, ...] | None = None,
     timeout: float = 30.0,
     echo=print,
 ) -> list[Path]:
-    """Fetch the MNIST files missing from `data_dir`; return the paths written."""
+    """Fetch the MNIST files missing from `data_dir` (from `MIRRORS` unless given); return the paths written."""
+    mirrors = mirrors or MIRRORS
     data_dir = Path(data_dir).expanduser()
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
