@@ -94,7 +94,7 @@ def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", disk_full)
-    with pytest.raises(OSError):
+    with pytest.raises(VaelabError, match=r"cannot write .*/f: No space left on device; the previous"):
         atomic_write(target, b"bad")
     assert target.read_bytes() == b"good"
     assert os.listdir(tmp_path) == ["f"]

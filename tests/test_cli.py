@@ -85,6 +85,13 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(args, message, tmp_path, capsy
     assert not (tmp_path / "out" / "checkpoint.safetensors").exists()
 
 
+def test_an_unwritable_figure_path_is_one_line(trained_run, tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    assert main(["curves", str(trained_run), "--out", str(tmp_path / "file" / "c.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vaelab: error: ") and "file" in err and err.count("\n") == 1
+
+
 def test_empty_data_dir_and_damaged_run(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["train", "--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "r"), "--quiet"]) == 2

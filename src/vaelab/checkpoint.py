@@ -81,7 +81,21 @@ class Run:
 
 # --- writing --------------------------------------------------------------------
 def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that readers see the old or new file, never a mix."""
+    """Replace `path` with `data` so that readers see the old or new file, never a mix.
+
+    A failure (a full disk, a read-only folder) leaves the old file as it was and
+    becomes a VaelabError naming the file.
+    """
+    try:
+        _replace(path, data)
+    except OSError as exc:
+        raise VaelabError(
+            f"cannot write {path}: {exc.strerror or exc}; the previous version of the file is intact. "
+            "Free some space or fix the folder's permissions, then run the command again"
+        ) from None
+
+
+def _replace(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions

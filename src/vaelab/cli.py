@@ -241,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     except VaelabError as exc:
         print(f"vaelab: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a file the user named cannot be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"vaelab: error: {where}{exc.strerror or exc}; check the path and its permissions", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("vaelab: interrupted", file=sys.stderr)
         return 130
