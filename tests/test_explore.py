@@ -147,3 +147,19 @@ def test_curves_need_a_completed_epoch(run, tmp_path):
     empty = type(run)(path=run.path, config=run.config, model=run.model, epoch=0, metrics=[], data=run.data)
     with pytest.raises(VaelabError, match="no completed epoch"):
         explore.figure_curves(empty, tmp_path / "c.png")
+
+
+def test_moved_data_is_named_and_found_again_with_data_dir(small_mnist, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(small_mnist, data)
+    run = tmp_path / "run"
+    assert main(["train", "--data-dir", str(data), "--epochs", "1", "--latent-size", "4", "--out", str(run),
+                 "--quiet"]) == 0
+    data.rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert main(["mix", str(run)]) == 2
+    assert f"data directory {data} does not exist" in capsys.readouterr().err
+    assert main(["mix", str(run), "--data-dir", str(tmp_path / "moved")]) == 0
+    assert main(["eval", str(run), "--iw-k", "2", "--data-dir", str(tmp_path / "moved")]) == 0

@@ -78,6 +78,7 @@ def _explore_parser(sub, name: str, help: str, *, stats: bool = True, style: boo
     p.add_argument("run", metavar="RUN", help="run directory written by `vaelab train`")
     p.add_argument("--out", metavar="FILE", help=f"PNG to write (default: RUN/figures/{name}.png)")
     p.add_argument("--seed", type=int, default=0, help="seed of the image subset and of any sampling (default: 0)")
+    p.add_argument("--data-dir", metavar="DIR", help="where the MNIST files are (default: the run's)")
     if stats:
         p.add_argument("--n-stats", type=int, default=10000, metavar="N",
                        help="training images whose codes give the class statistics (default: 10000, as the article)")
@@ -138,6 +139,7 @@ def _add_explore_commands(sub) -> None:
     p.add_argument("--n-stats", type=int, default=10000, metavar="N", help="images for class statistics")
     p.add_argument("--style", choices=("mean", "binary"), default="mean", help="how digits are shown")
     p.add_argument("--embed", choices=("tsne", "pca", "umap"), default="tsne", help="the map's method")
+    p.add_argument("--data-dir", metavar="DIR", help="where the MNIST files are (default: the run's)")
     p.set_defaults(func=cmd_report)
 
 
@@ -212,7 +214,7 @@ def _figure_command(draw, *, split: str | None = "train"):
         codes = None
         if split is not None:
             n = args.n if split == "test" else args.n_stats
-            codes = explore.encode_subset(run, n=n, seed=args.seed, split=split)
+            codes = explore.encode_subset(run, n=n, seed=args.seed, split=split, data_dir=args.data_dir)
         print(f"wrote {draw(explore, run, codes, out, args)}")
         return 0
 
@@ -223,7 +225,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from vaelab.report import write_report
 
     path = write_report(args.run, seed=args.seed, n_stats=args.n_stats, style=args.style,
-                        embed_method=args.embed, echo=print)
+                        embed_method=args.embed, data_dir=args.data_dir, echo=print)
     print(f"report written to {path}")
     return 0
 

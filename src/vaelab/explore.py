@@ -32,11 +32,15 @@ class Codes:
     stats: latent.ClassStats  # per-class means and variances of the posterior
 
 
-def encode_subset(run: Run, *, n: int = 10000, seed: int = 0, split: str = "train") -> Codes:
-    """Encode a seeded random subset of `n` images of `split` (the article: 10,000 training images)."""
+def encode_subset(run: Run, *, n: int = 10000, seed: int = 0, split: str = "train",
+                  data_dir: str | None = None) -> Codes:
+    """Encode a seeded random subset of `n` images of `split` (the article: 10,000 training images).
+
+    The images come from the run's own data unless `data_dir` points elsewhere (the files moved).
+    """
     if n < 1:
         raise VaelabError(f"--n-stats must be at least 1, got {n}")
-    data = load_split(split, run.config.data_dir)
+    data = load_split(split, data_dir if data_dir is not None else run.config.data_dir)
     generator = make_generator(torch.device("cpu"), seed)
     index = torch.randperm(len(data.labels), generator=generator)[: min(n, len(data.labels))]
     x = binarize(data.images[index], run.config.binarization, generator)

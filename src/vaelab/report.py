@@ -39,12 +39,13 @@ def read_scores(run: Run) -> dict[str, Any]:
 
 
 def write_report(run_path: str | Path, *, seed: int = 0, n_stats: int = 10000, style: str = "mean",
-                 embed_method: str = "tsne", echo: Callable[[str], Any] = print) -> Path:
+                 embed_method: str = "tsne", data_dir: str | None = None,
+                 echo: Callable[[str], Any] = print) -> Path:
     """Draw every figure into RUN/figures/ and write RUN/report.html; return its path."""
     run = load_run(run_path)
     scores = read_scores(run)
-    codes = explore.encode_subset(run, n=n_stats, seed=seed)
-    test_codes = explore.encode_subset(run, n=24, seed=seed, split="test")
+    codes = explore.encode_subset(run, n=n_stats, seed=seed, data_dir=data_dir)
+    test_codes = explore.encode_subset(run, n=24, seed=seed, split="test", data_dir=data_dir)
     figures: list[tuple[str, str, Path]] = []
 
     def add(title: str, caption: str, draw: Callable[[Path], Path], name: str) -> None:
