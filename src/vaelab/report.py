@@ -71,9 +71,8 @@ def write_report(run_path: str | Path, *, seed: int = 0, n_stats: int = 10000, s
         "then spherical interpolation between 3 and 8.",
         lambda p: explore.figure_interpolate(run, codes, p, start=1, end=4, steps=10, style=style),
         "interpolate")
-    figures.append(("", "", explore.figure_interpolate(
-        run, codes, explore.default_path(run, "interpolate-slerp"), start=3, end=8, steps=10, method="slerp",
-        style=style)))
+    add("", "", lambda p: explore.figure_interpolate(run, codes, p, start=3, end=8, steps=10, method="slerp",
+                                                     style=style), "interpolate-slerp")  # same section
     method_name = {"tsne": "t-SNE", "pca": "PCA", "umap": "UMAP"}[embed_method]
     add("Map of the latent space", f"{method_name} of the posterior means of {len(codes.labels):,} "
         "training images. Only the codes go into the map; the labels only colour it.",
