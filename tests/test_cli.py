@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from vaelab.checkpoint import load_checkpoint
 from vaelab.cli import main
@@ -71,7 +72,11 @@ def test_resume_from_the_command_line(small_mnist, tmp_path, capsys):
         (["train", "--data-dir", "/no/such/dir"], "/no/such/dir does not exist"),
         (["train", "--config", "/no/such.toml"], "config file /no/such.toml does not exist"),
         (["eval", "/no/such/run"], "no run at /no/such/run"),
-        (["eval", "RUN", "--iw-k", "-1"], "--iw-k must be at least 1"),
+        (["eval", "RUN", "--iw-k", "-1"], "--iw-k must be between 1 (or 0 to skip the IW estimate), got -1"),
+        (["train", "--latent-size", "20000"], "--latent-size) must be at most 10,000"),
+        (["train", "--hidden-size", "100000"], "needs about 309.6 GiB of memory"),
+        (["train", "--seed", str(2**64)], "--seed) must be an integer from 0 to 9223372036854775807"),
+        (["train", "--epochs", "2000000"], "--epochs) must be at most 1,000,000"),
     ],
 )
 def test_bad_input_is_one_line_and_a_nonzero_exit(args, message, tmp_path, capsys):
@@ -83,6 +88,14 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(args, message, tmp_path, capsy
     assert message in err
     assert err.count("\n") == 1 and err.startswith("vaelab: error: ")
     assert not (tmp_path / "out" / "checkpoint.safetensors").exists()
+
+
+def test_sizes_beyond_what_fits_are_refused_up_front(trained_run, capsys):
+    assert main(["eval", str(trained_run), "--iw-k", "10000000"]) == 2
+    assert "--iw-k must be between 1 and 524,288 for a 8-dimensional latent" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", str(trained_run), "--seed", str(2**63)])
+    assert "must be an integer from 0 to 9223372036854775807" in capsys.readouterr().err
 
 
 def test_an_unwritable_figure_path_is_one_line(trained_run, tmp_path, capsys):
@@ -116,19 +129,93 @@ def test_no_traceback_from_a_real_process(tmp_path):
     assert "Traceback" not in err
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_quickly(small_mnist, tmp_path):
+@pytest.mark.parametrize("sig, status, said", [
+    (signal.SIGINT, 130, "interrupted (Ctrl-C)"),
+    (signal.SIGTERM, 143, "stopped by SIGTERM"),
+    (signal.SIGHUP, 129, "stopped by SIGHUP"),
+])
+def test_a_signal_saves_a_checkpoint_and_exits_quickly(sig, status, said, small_mnist, tmp_path):
     run = tmp_path / "run"
     proc = _vaelab("train", "--data-dir", str(small_mnist), "--out", str(run), "--epochs", "100000",
                    "--latent-size", "8")
     deadline = time.monotonic() + 60
     while not any(line.strip().startswith("2 ") for line in [proc.stdout.readline()]):
         assert time.monotonic() < deadline and proc.poll() is None  # wait for epoch 2's row
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     sent = time.monotonic()
     out, err = proc.communicate(timeout=30)
     assert time.monotonic() - sent < 5
-    assert proc.returncode == 130
-    assert "Traceback" not in err and "checkpoint is saved" in err and "--resume" in err
+    assert proc.returncode == status
+    assert "Traceback" not in err and said in err and "checkpoint is saved" in err and "--resume" in err
     ckpt = load_checkpoint(run)
     assert ckpt.position.epoch >= 2
     assert Path(run / "metrics.jsonl").read_text().count("\n") == ckpt.position.epoch
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("delay", [0.15, 0.5, 1.2])  # the first ~50 ms are Python's own start-up
+def test_a_signal_during_start_up_is_one_line_and_leaves_no_run(sig, status, delay, small_mnist, tmp_path):
+    run = tmp_path / "run"
+    proc = _vaelab("train", "--data-dir", str(small_mnist), "--out", str(run), "--epochs", "100000",
+                   "--latent-size", "8")
+    time.sleep(delay)  # importing torch, reading the data, or the first epoch
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert proc.returncode == status
+    assert not run.exists() or (run / "checkpoint.safetensors").exists()  # nothing, or a run to resume
+
+
+def test_a_closed_pipe_does_not_stop_training(small_mnist, tmp_path):
+    """`vaelab train | head -1`: the reader goes away, the run goes on to the end."""
+    run = tmp_path / "run"
+    proc = _vaelab("train", "--data-dir", str(small_mnist), "--out", str(run), "--epochs", "6", "--latent-size", "8")
+    proc.stdout.readline()
+    proc.stdout.close()  # what head does after its line
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert err == "" and load_checkpoint(run).position.epoch == 6
+
+
+def test_a_failed_start_leaves_no_run_folder(small_mnist, tmp_path, capsys):
+    run = tmp_path / "runs" / "new"
+    if not torch.cuda.is_available():
+        assert main(["train", "--device", "cuda", "--out", str(run), "--quiet"]) == 2
+        assert "no CUDA GPU" in capsys.readouterr().err
+        assert not (tmp_path / "runs").exists()
+    assert main(["train", "--data-dir", str(tmp_path / "none"), "--download", "--out", str(run), "--quiet"]) == 2
+    assert "could not download" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_two_trainings_of_one_folder_the_second_is_refused(small_mnist, tmp_path):
+    run = tmp_path / "run"
+    args = ("train", "--data-dir", str(small_mnist), "--out", str(run), "--epochs", "3", "--latent-size", "8",
+            "--quiet")
+    procs = [_vaelab(*args) for _ in range(3)]
+    results = [(p.wait(timeout=120), p.communicate()[1]) for p in procs]
+    assert sorted(code for code, _ in results) == [0, 2, 2]
+    for code, err in results:
+        if code:
+            assert err.count("\n") == 1 and ("being written by another" in err or "already holds a run" in err)
+    assert load_checkpoint(run).position.epoch == 3
+
+
+def test_a_closed_terminal_stops_training_with_a_checkpoint(small_mnist, tmp_path):
+    """SIGHUP after the terminal went away: every later write fails (EIO); the run is saved all the same."""
+    import pty
+
+    run = tmp_path / "run"
+    main_fd, terminal = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "vaelab", "train", "--data-dir", str(small_mnist), "--out",
+                             str(run), "--epochs", "100000", "--latent-size", "8"],
+                            stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True)
+    os.close(terminal)
+    seen, deadline = b"", time.monotonic() + 60
+    while b"\n    2 " not in seen:
+        assert time.monotonic() < deadline and proc.poll() is None
+        seen += os.read(main_fd, 4096)  # the progress bar and the rows, as a terminal shows them
+    os.close(main_fd)  # the terminal window closes
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=30) == 129
+    assert load_checkpoint(run).position.epoch >= 2

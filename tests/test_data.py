@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import math
 import shutil
+import tracemalloc
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ import torch
 
 from vaelab.data import (
     DATA_SIZE,
+    MAX_IDX_BYTES,
     MNIST_FILES,
     THRESHOLD_BYTE,
     binarize,
@@ -192,6 +195,90 @@ def test_read_bytes_missing_file(tmp_path):
 def test_read_bytes_directory(tmp_path):
     with pytest.raises(VaelabError, match="cannot read"):
         read_bytes(tmp_path)
+
+
+def write_gzip_bomb(path: Path, head: bytes, megabytes: int) -> Path:
+    """`head` then `megabytes` MiB of zeros, gzipped 1 MiB at a time (a few hundred KB on disk)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip container
+    zeros = bytes(1 << 20)
+    with path.open("wb") as file:
+        file.write(packer.compress(head))
+        for _ in range(megabytes):
+            file.write(packer.compress(zeros))
+        file.write(packer.flush())
+    return path
+
+
+def read_bytes_traced(path: Path) -> tuple[VaelabError, int]:
+    """The error read_bytes(path) raises, and the peak memory Python allocated meanwhile."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(VaelabError) as info:
+            read_bytes(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return info.value, peak
+
+
+def test_read_bytes_gzip_bomb_after_an_idx_header(tmp_path):
+    """A header for 10 images (7,856 bytes), then 100 MB more: stops one byte past the header's size."""
+    header = idx_bytes(np.zeros((10, 28, 28), np.uint8))[:16]
+    path = write_gzip_bomb(tmp_path / "bomb.gz", header, 100)
+    assert path.stat().st_size < 200_000
+    error, peak = read_bytes_traced(path)
+    message = str(error)
+    assert f"{path} is longer than its header says" in message and "(10, 28, 28) need 7856 bytes" in message
+    assert "\n" not in message
+    assert peak < 5e6, peak  # never the 100 MB
+
+
+def test_read_bytes_gzip_bomb_without_a_header(tmp_path):
+    """Zeros from the first byte are no IDX file: read only up to the 1 MiB such content is allowed."""
+    path = write_gzip_bomb(tmp_path / "zeros.idx", b"", 100)
+    error, peak = read_bytes_traced(path)
+    message = str(error)
+    assert f"{path} is not an IDX file of unsigned bytes (it starts with 0x00000000," in message
+    assert "more than 1048576 bytes" in message
+    assert peak < 5e6, peak
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_read_bytes_file_one_byte_longer_than_its_header(tmp_path, gz):
+    data = idx_bytes(np.arange(12, dtype=np.uint8).reshape(3, 4)) + b"\x00"  # 12 + 12 bytes, and one more
+    path = tmp_path / "labels"
+    path.write_bytes(gzip.compress(data) if gz else data)
+    with pytest.raises(VaelabError, match=r"longer than its header says: dimensions \(3, 4\) need 24 bytes"):
+        read_bytes(path)
+    path.write_bytes(gzip.compress(data[:-1]) if gz else data[:-1])  # exactly as long: read as before
+    assert read_bytes(path) == data[:-1]
+
+
+def test_read_bytes_header_claiming_more_than_4_gib(tmp_path):
+    header = bytes([0, 0, 0x08, 3]) + b"".join(n.to_bytes(4, "big") for n in (70000, 280, 280))
+    path = tmp_path / "huge.gz"
+    path.write_bytes(gzip.compress(header + bytes(100)))
+    with pytest.raises(VaelabError, match="damaged header") as info:
+        read_bytes(path)
+    message = str(info.value)
+    assert "(70000, 280, 280) would need 5488000016 bytes" in message
+    assert f"more than the {MAX_IDX_BYTES} (4 GiB)" in message and MAX_IDX_BYTES == 4 * 2**30
+
+
+def test_read_bytes_header_claiming_much_more_than_the_file_holds(tmp_path):
+    """A claim under the limit (3 GB) with 100 bytes behind it: read as it is, nothing reserved up front."""
+    header = bytes([0, 0, 0x08, 3]) + b"".join(n.to_bytes(4, "big") for n in (3_000_000, 28, 36))
+    path = tmp_path / "short.gz"
+    path.write_bytes(gzip.compress(header + bytes(100)))
+    tracemalloc.start()
+    try:
+        data = read_bytes(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert data == header + bytes(100) and peak < 5e6, peak
+    with pytest.raises(VaelabError, match="truncated"):
+        parse_idx(data)
 
 
 # --- locate_files -----------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Test-set scores: the IW estimate is exact where it can be checked exactly."""
 
+import json
 import math
 
 import pytest
@@ -111,3 +112,82 @@ def test_bad_k():
         iw_log_likelihood(model, x, k=0, generator=torch.Generator())
     with pytest.raises(VaelabError, match="iw-k"):
         evaluate_model(model, x, iw_k=-1)
+
+
+# --- scores of a run: tied to its weights and data, never NaN -----------------------
+def _copy(run, tmp_path, name="run"):
+    import shutil
+
+    shutil.copytree(run, tmp_path / name, ignore=shutil.ignore_patterns("eval.json"))
+    return tmp_path / name
+
+
+def _strict(text):
+    def refuse(constant):
+        raise AssertionError(f"{constant} in a file vaelab wrote")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_scores_name_the_weights_and_data_they_score(trained_run, tmp_path):
+    from vaelab.checkpoint import load_run
+
+    run_path = _copy(trained_run, tmp_path)
+    result = evaluate.evaluate_run(run_path, iw_k=5)
+    run = load_run(run_path)
+    saved = _strict((run_path / "eval.json").read_text())
+    assert saved["weights_sha256"] == run.weights_sha256 == result.weights_sha256 and len(run.weights_sha256) == 64
+    assert saved["step"] == run.step == 24  # 3 epochs of 8 batches
+    assert saved["data_sha256"] == {k: v for k, v in run.data["sha256"].items() if k.startswith("t10k")}
+    assert saved["data_matches_run"] is True
+    assert evaluate.EvalResult.from_dict(saved) == result
+
+
+def test_a_smaller_k_never_overwrites_a_larger_one(trained_run, tmp_path):
+    run_path = _copy(trained_run, tmp_path)
+    first = evaluate.evaluate_run(run_path, iw_k=20, seed=1)
+    evaluate.evaluate_run(run_path, iw_k=0, seed=2)
+    saved = json.loads((run_path / "eval.json").read_text())
+    assert (saved["iw_k"], saved["iw_seed"], saved["seed"]) == (20, 1, 2)
+    assert saved["log_likelihood"] == first.log_likelihood
+    evaluate.evaluate_run(run_path, iw_k=10)
+    assert json.loads((run_path / "eval.json").read_text())["iw_k"] == 20
+    larger = evaluate.evaluate_run(run_path, iw_k=30)
+    saved = json.loads((run_path / "eval.json").read_text())
+    assert saved["iw_k"] == 30 and saved["log_likelihood"] == larger.log_likelihood
+
+
+def test_a_diverged_run_is_refused_and_nothing_is_written(trained_run, tmp_path, capsys):
+    from vaelab.checkpoint import load_checkpoint, save_checkpoint
+    from vaelab.cli import main
+
+    run_path = _copy(trained_run, tmp_path)
+    ckpt = load_checkpoint(run_path)
+    ckpt.model_state["decoder.layer3.bias"][0] = float("nan")
+    save_checkpoint(run_path, ckpt)
+    with pytest.raises(evaluate.Diverged, match="NaN or infinite.*diverged"):
+        evaluate.evaluate_run(run_path, iw_k=5)
+    assert main(["eval", str(run_path), "--iw-k", "5"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("vaelab: error: ") and "diverged" in err and err.count("\n") == 1
+    assert not (run_path / "eval.json").exists()
+
+
+def test_infinite_scores_are_a_divergence_too():
+    model, x = _model_and_data(dtype=torch.float32)
+    with torch.no_grad():
+        model.decoder.layer3.bias.fill_(3e38)  # finite weights; 30 pixels' log-likelihoods overflow float32
+    with pytest.raises(evaluate.Diverged, match="diverged"):
+        evaluate_model(model, x, iw_k=3)
+
+
+def test_other_data_are_scored_with_a_warning_naming_the_files(trained_run, tmp_path):
+    from conftest import write_mnist
+    from vaelab.data import DataMismatchWarning
+
+    other = write_mnist(tmp_path / "other", 1000, 400)  # the first 400 test images, not 500
+    run_path = _copy(trained_run, tmp_path)
+    with pytest.warns(DataMismatchWarning, match=r"t10k-images-idx3-ubyte: recorded [0-9a-f]{12}…, found"):
+        result = evaluate.evaluate_run(run_path, iw_k=0, data_dir=str(other))
+    assert result.n_images == 400 and result.data_matches_run is False
+    assert json.loads((run_path / "eval.json").read_text())["data_matches_run"] is False

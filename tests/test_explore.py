@@ -1,13 +1,18 @@
 """The figure commands, run on a real (small) run: the numbers behind each figure are right."""
 
+import shutil
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from matplotlib.image import imread
 
+from conftest import write_idx
 from vaelab import explore, latent
 from vaelab.checkpoint import load_run
 from vaelab.cli import main
+from vaelab.data import DataMismatchWarning, load_split
 from vaelab.errors import VaelabError
 
 
@@ -121,10 +126,8 @@ def test_tsne_embedding_separates_the_classes(run, one_openmp_thread):
     "args, message",
     [
         (["generate", "RUN", "--digit", "11"], "digit 11 is not a class"),
-        (["interpolate", "RUN", "--from", "1", "--to", "4", "--steps", "0"], "--steps must be at least 2"),
         (["interpolate", "RUN", "--from", "12", "--to", "4"], "digit 12 is not a class"),
         (["embed", "RUN", "--method", "umap"], "pip install umap-learn"),
-        (["reconstruct", "RUN", "-n", "0"], "-n must be at least 1"),
         (["mix", "/no/such/run"], "no run at /no/such/run"),
     ],
 )
@@ -163,3 +166,20 @@ def test_moved_data_is_named_and_found_again_with_data_dir(small_mnist, tmp_path
     assert f"data directory {data} does not exist" in capsys.readouterr().err
     assert main(["mix", str(run), "--data-dir", str(tmp_path / "moved")]) == 0
     assert main(["eval", str(run), "--iw-k", "2", "--data-dir", str(tmp_path / "moved")]) == 0
+
+
+def test_encode_subset_warns_when_the_data_are_not_the_runs(run, small_mnist, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the run's own files: no warning at all
+        assert explore.encode_subset(run, n=50, seed=0).mismatches == ()
+    other = shutil.copytree(small_mnist, tmp_path / "other")
+    images = load_split("train", small_mnist).images.numpy().copy()
+    images[0, 0, 0] ^= 1  # one pixel of one image
+    (other / "train-images-idx3-ubyte.gz").unlink()
+    write_idx(other / "train-images-idx3-ubyte", images)
+    with pytest.warns(DataMismatchWarning, match=r"the train files differ .* \(train-images-idx3-ubyte: recorded"):
+        codes = explore.encode_subset(run, n=50, seed=0, data_dir=str(other))
+    assert len(codes.mismatches) == 1 and codes.mismatches[0].startswith("train-images-idx3-ubyte")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the test files there are still the run's
+        explore.encode_subset(run, n=50, seed=0, split="test", data_dir=str(other))

@@ -1,4 +1,4 @@
-"""Figures: each plot writes a real PNG with the layout and the pixels it promises."""
+"""Figures: each plot writes a real PNG with the layout and the pixels it promises, safely."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 
 from vaelab import plots
+from vaelab.errors import VaelabError
 from vaelab.plots import (
     DPI,
     GAP,
     GAP_VALUE,
+    figure_path,
     mosaic,
     plot_class_samples,
     plot_curves,
@@ -382,3 +384,50 @@ def test_parent_folders_are_created(tmp_path):
     other = tmp_path / "c" / "d" / "curves.png"
     assert plot_curves(metrics(2, test=False), str(other)) == other  # a str path works too
     read_png(other)
+
+
+def test_a_link_planted_at_the_figure_is_replaced_not_written_through(tmp_path):
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    (tmp_path / "f.png").symlink_to(target)
+    plot_samples(constant_images(levels(4)), tmp_path / "f.png", "linked")
+    assert not (tmp_path / "f.png").is_symlink()
+    read_png(tmp_path / "f.png")
+    assert target.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "precious.txt"]  # no temporary file left
+
+
+def test_inside_a_run_no_linked_folder_is_followed(tmp_path):
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    run.mkdir()
+    elsewhere.mkdir()
+    (run / "figures").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(VaelabError, match=r"figures is a symbolic link; vaelab writes only into real folders"):
+        plot_curves(metrics(2, test=False), run / "figures" / "curves.png", root=run)
+    assert list(elsewhere.iterdir()) == []
+    (run / "figures").unlink()
+    path = plot_curves(metrics(2, test=False), run / "figures" / "curves.png", root=run)  # made as a real folder
+    assert path == run / "figures" / "curves.png" and not (run / "figures").is_symlink()
+    read_png(path)
+
+
+@pytest.mark.parametrize("name, magic", [("c.pdf", b"%PDF"), ("c.svg", b"<?xml"), ("c.PNG", b"\x89PNG")])
+def test_the_format_follows_the_name(tmp_path, name, magic):
+    path = plot_curves(metrics(2, test=True), tmp_path / name)
+    assert path.read_bytes().startswith(magic)
+
+
+def test_an_unsupported_format_is_refused_naming_the_supported_ones(tmp_path):
+    with pytest.raises(VaelabError, match=r"k\.txt: the supported formats are \.png, \.pdf, \.svg"):
+        plot_curves(metrics(2, test=True), tmp_path / "k.txt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_figure_path_of_out(tmp_path):
+    (tmp_path / "existing").mkdir()
+    assert figure_path(str(tmp_path / "existing"), "kl") == tmp_path / "existing" / "kl.png"
+    assert figure_path(f"{tmp_path / 'new'}/", "mix") == tmp_path / "new" / "mix.png"
+    assert figure_path("k", "kl") == Path("k.png")
+    assert figure_path("a/k.svg", "kl") == Path("a/k.svg")
+    with pytest.raises(VaelabError, match=r"the supported formats are \.png, \.pdf, \.svg"):
+        figure_path("k.txt", "kl")

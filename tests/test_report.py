@@ -1,56 +1,233 @@
-"""The HTML report: self-contained, complete, and honest about missing scores."""
+"""The HTML report: self-contained, complete, and never showing scores of other weights or data."""
 
 import base64
+import html
 import json
+import os
 import re
 import shutil
+from dataclasses import replace
 
+import numpy as np
 import pytest
+import torch
 
+from conftest import write_idx
 from vaelab.checkpoint import load_run
 from vaelab.cli import main
-from vaelab.errors import VaelabError
-from vaelab.report import _render, read_scores, write_report
+from vaelab.config import TrainConfig
+from vaelab.data import load_split
+from vaelab.evaluate import EvalResult, read_eval
+from vaelab.files import display
+from vaelab.report import _render, current_scores, interpolation_strips, write_report
+from vaelab.training import train
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _images(page: str) -> list[bytes]:
+    return [base64.b64decode(data) for data in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path):
+    return shutil.copytree(trained_run, tmp_path / "run")
 
 
 def test_report_embeds_every_figure_and_the_scores(trained_run, capsys):
     assert main(["report", str(trained_run), "--embed", "pca", "--n-stats", "500"]) == 0
     out = capsys.readouterr().out
     path = trained_run / "report.html"
-    assert f"report written to {path}" in out
-    page = path.read_text()
-    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert f"report written to {path}" in out and "scoring" not in out  # eval.json holds these weights
+    page = html.unescape(path.read_text())
+    images = _images(page)
     assert len(images) == 9  # curves, reconstructions, per-class samples, prior, mix, 2 strips, map, KL
-    assert all(base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n" for data in images)
+    assert all(data[:8] == PNG for data in images)
     assert not re.search(r'(src|href)="https?:', page)  # nothing to fetch: it opens offline
     for title in ("Training curves", "Reconstructions", "New digits of each class", "Samples from the prior",
                   "Mixing digits", "Interpolating", "Map of the latent space", "Posterior collapse"):
         assert title in page
+    assert ("between the mean codes of 1 and 4 (the article's example), then spherical interpolation between "
+            "3 and 8.") in page and "Only the digits" not in page
     scores = json.loads((trained_run / "eval.json").read_text())
     assert f"{scores['elbo']:.2f}" in page and f"{scores['log_likelihood']:.2f}" in page
+    run = load_run(trained_run)
+    assert (f"Figures drawn from the weights {run.weights_sha256[:12]} at step {run.step:,}; test scores of the "
+            f"weights {run.weights_sha256[:12]} at step {run.step:,}") in page
     assert "latent_size" in page and "binarization" in page
     assert {p.name for p in (trained_run / "figures").iterdir()} >= {
         "curves.png", "embed.png", "generate.png", "interpolate.png", "interpolate-slerp.png", "kl.png",
         "mix.png", "prior.png", "reconstruct.png"}
 
 
-def test_report_needs_current_test_scores(trained_run, tmp_path):
-    copy = tmp_path / "copy"
-    shutil.copytree(trained_run, copy)
-    (copy / "eval.json").unlink()
-    with pytest.raises(VaelabError, match=r"no test scores yet; run `vaelab eval"):
-        write_report(copy, embed_method="pca")
-    scores = json.loads((trained_run / "eval.json").read_text())
-    (copy / "eval.json").write_text(json.dumps({**scores, "epoch": 1}))
-    with pytest.raises(VaelabError, match="scores epoch 1 but the run is at epoch 3"):
-        read_scores(load_run(copy))
-    (copy / "eval.json").write_text("{not json")
-    with pytest.raises(VaelabError, match="damaged"):
-        read_scores(load_run(copy))
+def test_report_scores_the_run_itself_when_it_has_no_scores(run_copy, capsys):
+    (run_copy / "eval.json").unlink()
+    assert main(["report", str(run_copy), "--embed", "pca", "--n-stats", "200", "--iw-k", "3",
+                 "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{run_copy / 'eval.json'} does not exist; scoring the run now (IW K=3, `--iw-k` to change)"
+    assert lines[1].split()[0] == "curves"  # scored before anything was drawn
+    scores = read_eval(load_run(run_copy))
+    assert scores is not None and scores.iw_k == 3
+    assert f"{scores.log_likelihood:.2f}" in (run_copy / "report.html").read_text()
+
+
+def _forge(path, how):
+    """Damage eval.json at `path` in one of many ways."""
+    good = json.loads(path.read_text())
+    texts = {
+        "not JSON": "{not json",
+        "not an object": "[]",
+        "missing field": json.dumps({k: v for k, v in good.items() if k != "elbo"}),
+        "extra field": json.dumps({**good, "extra": 1}),
+        "wrong type": json.dumps({**good, "elbo": "high"}),
+        "NaN": json.dumps({**good, "elbo": float("nan")}),
+        "huge number": json.dumps(good).replace(json.dumps(good["elbo"]), "9" * 400, 1),
+        "deep nesting": "[" * 100_000,
+        "not UTF-8": '{"elbo": "\xff"}',
+        "other weights": json.dumps({**good, "weights_sha256": "0" * 64, "step": 1}),
+    }
+    if how == "missing":
+        path.unlink()
+    elif how == "not UTF-8":
+        path.write_bytes(b'{"elbo": "\xff"}')
+    else:
+        path.write_text(texts[how])
+
+
+@pytest.mark.parametrize("how, why", [
+    ("missing", "does not exist"),
+    ("not JSON", "is damaged (Expecting property name"),
+    ("not an object", "is damaged (expected a JSON object, found list)"),
+    ("missing field", "is damaged (fields ['elbo'] missing and [] unexpected)"),
+    ("extra field", "is damaged (fields [] missing and ['extra'] unexpected)"),
+    ("wrong type", "is damaged (elbo must be a finite number, found 'high')"),
+    ("NaN", "is damaged (elbo must be a finite number, found nan)"),
+    ("huge number", "is damaged (int too large to convert to float)"),
+    ("deep nesting", "is damaged (maximum recursion depth exceeded"),
+    ("not UTF-8", "is damaged ('utf-8' codec can't decode byte 0xff"),
+    ("other weights", "scores other weights (step 1) than the run holds now (step"),
+])
+def test_forged_scores_are_named_in_one_line(trained_run, tmp_path, how, why):
+    run = replace(load_run(trained_run), path=tmp_path)  # only eval.json is read: no need to copy the run
+    shutil.copy(trained_run / "eval.json", tmp_path / "eval.json")
+    assert read_eval(run) is not None
+    _forge(tmp_path / "eval.json", how)
+    assert read_eval(run) is None
+    with pytest.raises(ValueError) as caught:
+        read_eval(run, strict=True)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'eval.json'} {why}") and "\n" not in message and len(message) < 400
+
+
+def test_scores_that_are_not_a_file_are_named(trained_run, tmp_path):
+    (tmp_path / "eval.json").mkdir()
+    with pytest.raises(ValueError, match=r"eval.json is not a regular file$"):
+        read_eval(replace(load_run(trained_run), path=tmp_path), strict=True)
+
+
+@pytest.mark.parametrize("how", ["NaN", "other weights"])
+def test_forged_scores_are_replaced_by_scoring_the_run(run_copy, how):
+    run = load_run(run_copy)
+    _forge(run_copy / "eval.json", how)
+    said = []
+    scores = current_scores(run, iw_k=2, echo=said.append)
+    assert len(said) == 1 and said[0].endswith("; scoring the run now (IW K=2, `--iw-k` to change)")
+    assert (scores.weights_sha256, scores.step, scores.iw_k) == (run.weights_sha256, run.step, 2)
+    assert read_eval(run) == scores  # and eval.json is whole again
+
+
+def test_report_warns_about_other_data(run_copy, small_mnist, tmp_path):
+    scores = json.loads((run_copy / "eval.json").read_text())
+    (run_copy / "eval.json").write_text(json.dumps({**scores, "data_matches_run": False}))
+    other = shutil.copytree(small_mnist, tmp_path / "other")
+    images = load_split("train", small_mnist).images.numpy().copy()
+    images[0, 0, 0] ^= 1
+    (other / "train-images-idx3-ubyte.gz").unlink()
+    write_idx(other / "train-images-idx3-ubyte", images)
+    with pytest.warns(UserWarning, match="train-images-idx3-ubyte"):
+        write_report(run_copy, embed_method="pca", n_stats=200, data_dir=str(other), echo=lambda s: None)
+    page = (run_copy / "report.html").read_text()
+    assert "(eval.json: data_matches_run is false)" in page
+    assert re.search(r'class="warn">The training images of these figures are not the ones the run was trained '
+                     r"with: train-images-idx3-ubyte: recorded", page)
+    assert "The test images" not in page  # those are the run's own
 
 
 def test_collapse_warning_only_when_most_units_are_inactive(trained_run):
     run = load_run(trained_run)
-    scores = json.loads((trained_run / "eval.json").read_text())
-    assert "collapsed" in _render(run, {**scores, "active_units": 3}, [])
-    assert "collapsed" not in _render(run, {**scores, "active_units": 5}, [])
+    scores = EvalResult.from_dict(json.loads((trained_run / "eval.json").read_text()))
+    assert "collapsed" in _render(run, replace(scores, active_units=3), [])
+    assert "collapsed" not in _render(run, replace(scores, active_units=5), [])
+    assert "data_matches_run" not in _render(run, scores, [])
+
+
+def test_checks_come_before_any_drawing(run_copy, capsys):
+    shutil.rmtree(run_copy / "figures", ignore_errors=True)
+    (run_copy / "eval.json").unlink()
+    assert main(["report", str(run_copy), "--iw-k", "-1"]) == 2
+    assert "--iw-k must be between 1 and" in capsys.readouterr().err
+    assert not (run_copy / "figures").exists() and not (run_copy / "eval.json").exists()
+
+
+@pytest.mark.parametrize("classes, strips", [
+    (list(range(10)), [(1, 4, "lerp"), (3, 8, "slerp")]),
+    ([1, 3, 4, 7], [(1, 4, "lerp"), (1, 7, "slerp")]),
+    ([2, 5], [(2, 5, "lerp"), (2, 5, "slerp")]),
+    ([7], []),
+])
+def test_interpolation_strips_use_the_classes_present(classes, strips):
+    assert interpolation_strips(classes) == strips
+
+
+def _mnist_of(folder, digits, n_train=300, n_test=60):
+    """A small MNIST-format folder holding only the given digits."""
+    folder.mkdir(parents=True)
+    for split, prefix, n in (("train", "train", n_train), ("test", "t10k", n_test)):
+        s = load_split(split)
+        keep = torch.isin(s.labels, torch.tensor(digits))
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", s.images[keep][:n].numpy())
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", s.labels[keep][:n].numpy().astype(np.uint8))
+    return folder
+
+
+@pytest.mark.parametrize("digits, images, caption", [
+    ([1, 3, 4, 7], 9, "between the mean codes of 1 and 4 (the article's example), then spherical "
+                      "interpolation between 1 and 7."),
+    ([7], 7, None),
+])
+def test_report_of_data_with_only_some_digits(tmp_path, digits, images, caption):
+    data = _mnist_of(tmp_path / "data", digits)
+    path = tmp_path / "run"
+    train(TrainConfig(data_dir=str(data), latent_size=2, hidden_size=8, epochs=1), path, echo=lambda s: None)
+    said = []
+    write_report(path, embed_method="pca", n_stats=300, iw_k=2, echo=said.append)
+    page = html.unescape((path / "report.html").read_text())
+    assert len(_images(page)) == images
+    names = ", ".join(str(d) for d in digits[:-1])
+    assert f"Only the digits {names + ' and ' if names else ''}{digits[-1]} occur in these images." in page
+    assert "3 and 8" not in page
+    if caption:
+        assert caption in page
+    else:
+        assert "Interpolating" not in page and not (path / "figures" / "interpolate.png").exists()
+        assert any("interpolate" in line and "skipped" in line for line in said)
+
+
+def test_a_run_path_that_is_not_utf8(trained_run, tmp_path, capsys):
+    try:
+        run = shutil.copytree(trained_run, tmp_path / os.fsdecode(b"run-\xff"))
+    except (OSError, UnicodeError):
+        pytest.skip("this filesystem refuses names that are not UTF-8")
+    shown = display(run)
+    assert shown.endswith("run-\ufffd")
+    (run / "eval.json").unlink()
+    assert main(["report", str(run), "--embed", "pca", "--n-stats", "200", "--iw-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"{shown}/eval.json does not exist; scoring" in out
+    assert f"{shown}/figures/mix.png" in out
+    assert out.endswith(f"report written to {shown}/report.html\n")
+    page = (run / "report.html").read_bytes().decode("utf-8")  # strict: valid UTF-8
+    assert "<title>vaelab report: run-\ufffd</title>" in page and shown in page
+    assert main(["curves", str(run)]) == 0
+    assert capsys.readouterr().out == f"wrote {shown}/figures/curves.png\n"

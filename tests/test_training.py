@@ -1,6 +1,7 @@
 """Training: reproducible, resumable bit for bit, interruptible, and safe when it diverges."""
 
 import json
+import signal
 
 import pytest
 import torch
@@ -76,11 +77,11 @@ def test_interrupt_mid_epoch_saves_a_checkpoint_that_resumes_exactly(small_mnist
     train(_config(small_mnist, epochs=3), tmp_path / "straight", echo=quiet)
 
     calls = {"n": 0}
-    real_guard = train_module._interrupt_guard
+    real_guard = train_module._stop_guard
 
     class FakeCtrlC:  # pressed once, after the 13th batch (epoch 2, batch 5)
         def __enter__(self):
-            return lambda: calls["n"] >= 13
+            return lambda: signal.SIGINT if calls["n"] >= 13 else 0
 
         def __exit__(self, *exc):
             return False
@@ -91,7 +92,7 @@ def test_interrupt_mid_epoch_saves_a_checkpoint_that_resumes_exactly(small_mnist
         calls["n"] += 1
         return real_step(*args)
 
-    monkeypatch.setattr(train_module, "_interrupt_guard", FakeCtrlC)
+    monkeypatch.setattr(train_module, "_stop_guard", FakeCtrlC)
     monkeypatch.setattr(train_module, "train_step", counting_step)
     with pytest.raises(TrainingInterrupted, match="--resume"):
         train(_config(small_mnist, epochs=3), tmp_path / "cut", echo=quiet)
@@ -99,7 +100,7 @@ def test_interrupt_mid_epoch_saves_a_checkpoint_that_resumes_exactly(small_mnist
     assert (ckpt.position.epoch, ckpt.position.batch, ckpt.position.step) == (1, 5, 13)
     assert ckpt.perm is not None and len(ckpt.metrics) == 1
 
-    monkeypatch.setattr(train_module, "_interrupt_guard", real_guard)
+    monkeypatch.setattr(train_module, "_stop_guard", real_guard)
     resume(tmp_path / "cut", epochs=3, echo=quiet)
     _assert_identical(tmp_path / "straight", tmp_path / "cut")
 
@@ -116,7 +117,7 @@ def test_divergence_stops_with_a_message_and_keeps_the_last_good_checkpoint(smal
         return real_step(model, optimizer, x, generator)
 
     monkeypatch.setattr(train_module, "train_step", poisoned_step)
-    with pytest.raises(VaelabError, match=r"non-finite in epoch 2.*epoch 1"):
+    with pytest.raises(VaelabError, match=r"NaN or infinite in epoch 2.*epoch 1\)"):
         train(_config(small_mnist, epochs=3), tmp_path / "run", echo=lambda s: None)
     ckpt = load_checkpoint(tmp_path / "run")
     assert ckpt.position.epoch == 1 and ckpt.position.batch == 0
@@ -143,3 +144,57 @@ def test_resume_cannot_shorten_and_is_a_no_op_when_done(small_mnist, tmp_path):
 def test_download_flag_needs_a_data_dir(tmp_path):
     with pytest.raises(VaelabError, match="--download needs --data-dir"):
         train(TrainConfig(download=True, epochs=1), tmp_path / "run", echo=lambda s: None)
+
+
+def test_resuming_on_other_data_is_refused_naming_the_files(small_mnist, tmp_path):
+    from conftest import write_mnist
+
+    train(_config(small_mnist, epochs=1), tmp_path / "run", echo=lambda s: None)
+    other = write_mnist(tmp_path / "other", 900, 500)
+    before = (tmp_path / "run" / "checkpoint.safetensors").read_bytes()
+    with pytest.raises(VaelabError, match=r"trained on other data.*train-images-idx3-ubyte: recorded"):
+        resume(tmp_path / "run", epochs=2, data_dir=str(other), echo=lambda s: None)
+    assert (tmp_path / "run" / "checkpoint.safetensors").read_bytes() == before
+
+
+def test_a_relative_data_dir_is_stored_as_the_absolute_path_it_meant(small_mnist, tmp_path, monkeypatch):
+    monkeypatch.chdir(small_mnist.parent)
+    train(TrainConfig(data_dir=small_mnist.name, latent_size=8, epochs=1), tmp_path / "run", echo=lambda s: None)
+    monkeypatch.chdir(tmp_path)  # elsewhere: the run still finds its data
+    assert load_checkpoint(tmp_path / "run").config.data_dir == str(small_mnist)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data_dir"] == str(small_mnist)
+    assert resume(tmp_path / "run", epochs=2, echo=lambda s: None).epoch == 2
+
+
+def test_a_non_finite_test_elbo_is_a_divergence_and_no_file_holds_nan(small_mnist, tmp_path, monkeypatch):
+    real = train_module._test_scores
+    calls = {"n": 0}
+
+    def nan_in_epoch_2(*args):
+        calls["n"] += 1
+        terms = real(*args)
+        return terms._replace(kl=terms.kl * float("nan")) if calls["n"] == 2 else terms
+
+    monkeypatch.setattr(train_module, "_test_scores", nan_in_epoch_2)
+    with pytest.raises(train_module.Diverged, match=r"the test ELBO became NaN or infinite in epoch 2.*\(epoch 1\)"):
+        train(_config(small_mnist, epochs=3), tmp_path / "run", echo=lambda s: None)
+    assert load_checkpoint(tmp_path / "run").position.epoch == 1
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} written")
+
+    json.loads((tmp_path / "run" / "config.json").read_text(), parse_constant=refuse)
+    rows = [json.loads(line, parse_constant=refuse) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert [row["epoch"] for row in rows] == [1]
+
+
+def test_the_number_of_threads_never_changes_the_numbers(small_mnist, tmp_path, monkeypatch):
+    """What makes it safe to adapt the threads to the machine's load (vaelab.resources)."""
+    for threads in ("1", "2"):
+        monkeypatch.setenv("VAELAB_THREADS", threads)
+        train(_config(small_mnist, epochs=2), tmp_path / threads, echo=lambda s: None)
+    _assert_identical(tmp_path / "1", tmp_path / "2")
+    assert load_run(tmp_path / "1").metrics == load_run(tmp_path / "2").metrics or all(
+        {k: v for k, v in a.items() if k not in ("seconds", "elapsed")}
+        == {k: v for k, v in b.items() if k not in ("seconds", "elapsed")}
+        for a, b in zip(load_run(tmp_path / "1").metrics, load_run(tmp_path / "2").metrics, strict=True))

@@ -9,14 +9,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import signal
 import sys
-import time
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
-from vaelab.config import TrainConfig, flag
-from vaelab.errors import TrainingInterrupted, VaelabError
+from vaelab.config import MAX_SEED, TrainConfig, flag
+from vaelab.errors import Stopped, TrainingInterrupted, VaelabError
+from vaelab.files import display
+from vaelab.signals import deferred, raise_on_stop_signals
+from vaelab.signals import name as signal_name
 
 RESUMABLE = {"epochs", "device", "data_dir"}  # what may change when a run is continued
 
@@ -63,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("run", metavar="RUN", help="run directory written by `vaelab train`")
     ev.add_argument("--iw-k", type=int, default=1000, metavar="K",
                     help="importance samples per image (default: 1000; 0 skips the estimate)")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: 0)")
+    ev.add_argument("--seed", type=seed_type, default=0, help="seed of the sampling noise (default: 0)")
     ev.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     ev.add_argument("--data-dir", metavar="DIR", help="where the test files are (default: the run's)")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -73,14 +78,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def int_between(low: int, high: int):
+    """argparse type of an integer from `low` to `high`: a typo cannot ask for a giant figure."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer from {low:,} to {high:,}, got {text}")
+        return value
+
+    return parse
+
+
 def _explore_parser(sub, name: str, help: str, *, stats: bool = True, style: bool = True):
     p = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
     p.add_argument("run", metavar="RUN", help="run directory written by `vaelab train`")
-    p.add_argument("--out", metavar="FILE", help=f"PNG to write (default: RUN/figures/{name}.png)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the image subset and of any sampling (default: 0)")
+    p.add_argument("--out", metavar="FILE", help=f"figure to write, .png, .pdf or .svg; a folder gets {name}.png "
+                                                 f"(default: RUN/figures/{name}.png)")
+    p.add_argument("--seed", type=seed_type, default=0,
+                   help="seed of the image subset and of any sampling (default: 0)")
     p.add_argument("--data-dir", metavar="DIR", help="where the MNIST files are (default: the run's)")
     if stats:
-        p.add_argument("--n-stats", type=int, default=10000, metavar="N",
+        p.add_argument("--n-stats", type=int_between(1, 1_000_000), default=10000, metavar="N",
                        help="training images whose codes give the class statistics (default: 10000, as the article)")
     if style:
         p.add_argument("--style", choices=("mean", "binary"), default="mean",
@@ -91,54 +113,62 @@ def _explore_parser(sub, name: str, help: str, *, stats: bool = True, style: boo
 
 def _add_explore_commands(sub) -> None:
     p = _explore_parser(sub, "reconstruct", "test digits beside their reconstructions", stats=False)
-    p.add_argument("-n", type=int, default=16, help="how many digits (default: 16)")
+    p.add_argument("-n", type=int_between(1, 1000), default=16, help="how many digits, at most 1000 (default: 16)")
     p.set_defaults(func=_figure_command(
-        lambda ex, run, codes, out, a: ex.figure_reconstructions(run, codes, out, n=a.n, style=a.style),
+        lambda ex, run, codes, a, **to: ex.figure_reconstructions(run, codes, n=a.n, style=a.style, **to),
         split="test"))
 
     p = _explore_parser(sub, "generate", "new digits of one class, or from the prior")
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--digit", type=int, metavar="D", help="the class to generate")
+    which.add_argument("--digit", type=int_between(0, 255), metavar="D", help="the class to generate")
     which.add_argument("--prior", action="store_true", help="sample z from N(0, I) instead")
-    p.add_argument("-n", type=int, default=20, help="how many digits (default: 20)")
+    p.add_argument("-n", type=int_between(1, 1000), default=20, help="how many digits, at most 1000 (default: 20)")
     p.set_defaults(func=_figure_command(
-        lambda ex, run, codes, out, a: ex.figure_generate(
-            run, codes, out, digit=None if a.prior else a.digit, n=a.n, seed=a.seed, style=a.style)))
+        lambda ex, run, codes, a, **to: ex.figure_generate(
+            run, codes, digit=None if a.prior else a.digit, n=a.n, seed=a.seed, style=a.style, **to)))
 
-    p = _explore_parser(sub, "mix", "the 10 x 10 matrix of digits mixed by averaging their mean codes")
+    p = _explore_parser(sub, "mix", "the matrix of digits mixed by averaging their classes' mean codes")
     p.set_defaults(func=_figure_command(
-        lambda ex, run, codes, out, a: ex.figure_mix(run, codes, out, style=a.style)))
+        lambda ex, run, codes, a, **to: ex.figure_mix(run, codes, style=a.style, **to)))
 
     p = _explore_parser(sub, "interpolate", "the strip of digits between two classes' mean codes")
-    p.add_argument("--from", dest="start", type=int, required=True, metavar="A", help="first digit")
-    p.add_argument("--to", dest="end", type=int, required=True, metavar="B", help="last digit")
-    p.add_argument("--steps", type=int, default=10, help="images in the strip, both ends included (default: 10)")
+    p.add_argument("--from", dest="start", type=int_between(0, 255), required=True, metavar="A", help="first digit")
+    p.add_argument("--to", dest="end", type=int_between(0, 255), required=True, metavar="B", help="last digit")
+    p.add_argument("--steps", type=int_between(2, 200), default=10,
+                   help="images in the strip, both ends included, 2 to 200 (default: 10)")
     p.add_argument("--method", choices=("lerp", "slerp"), default="lerp", help="linear or spherical (default: lerp)")
     p.set_defaults(func=_figure_command(
-        lambda ex, run, codes, out, a: ex.figure_interpolate(
-            run, codes, out, start=a.start, end=a.end, steps=a.steps, method=a.method, style=a.style)))
+        lambda ex, run, codes, a, **to: ex.figure_interpolate(
+            run, codes, start=a.start, end=a.end, steps=a.steps, method=a.method, style=a.style, **to)))
 
     p = _explore_parser(sub, "embed", "a 2-D map of the latent codes, coloured by digit", style=False)
     p.add_argument("--method", choices=("tsne", "pca", "umap"), default="tsne",
                    help="tsne (the article's, perplexity 40), pca, or umap (needs umap-learn) (default: tsne)")
     p.set_defaults(func=_figure_command(
-        lambda ex, run, codes, out, a: ex.figure_embed(run, codes, out, method=a.method, seed=a.seed)))
+        lambda ex, run, codes, a, **to: ex.figure_embed(run, codes, method=a.method, seed=a.seed, **to)))
 
     p = _explore_parser(sub, "kl", "KL per latent dimension and the active units", style=False)
-    p.set_defaults(func=_figure_command(lambda ex, run, codes, out, a: ex.figure_kl(run, codes, out)))
+    p.set_defaults(func=_figure_command(lambda ex, run, codes, a, **to: ex.figure_kl(run, codes, **to)))
 
     p = _explore_parser(sub, "curves", "training curves: ELBO, reconstruction and KL per epoch",
                         stats=False, style=False)
-    p.set_defaults(func=_figure_command(lambda ex, run, codes, out, a: ex.figure_curves(run, out), split=None))
+    p.set_defaults(func=_figure_command(lambda ex, run, codes, a, **to: ex.figure_curves(run, **to), split=None))
 
     p = sub.add_parser("report", help="one self-contained HTML page with every figure",
                        description="Write RUN/report.html: config, test scores, curves and every figure, "
-                                   "images embedded so it opens offline.")
-    p.add_argument("run", metavar="RUN", help="run directory written by `vaelab train` and scored by `vaelab eval`")
-    p.add_argument("--seed", type=int, default=0, help="seed of the image subset and of any sampling (default: 0)")
-    p.add_argument("--n-stats", type=int, default=10000, metavar="N", help="images for class statistics")
+                                   "images embedded so it opens offline. Scores the run first when eval.json "
+                                   "is missing or does not score its current weights.")
+    p.add_argument("run", metavar="RUN", help="run directory written by `vaelab train`")
+    p.add_argument("--seed", type=seed_type, default=0,
+                   help="seed of the image subset and of any sampling (default: 0)")
+    p.add_argument("--n-stats", type=int_between(1, 1_000_000), default=10000, metavar="N",
+                   help="images for class statistics (default: 10000)")
     p.add_argument("--style", choices=("mean", "binary"), default="mean", help="how digits are shown")
     p.add_argument("--embed", choices=("tsne", "pca", "umap"), default="tsne", help="the map's method")
+    p.add_argument("--iw-k", type=int, default=1000, metavar="K",
+                   help="importance samples per image if the run must be scored (default: 1000; 0 skips the "
+                        "estimate)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="where to score it")
     p.add_argument("--data-dir", metavar="DIR", help="where the MNIST files are (default: the run's)")
     p.set_defaults(func=cmd_report)
 
@@ -162,33 +192,33 @@ def cmd_train(args: argparse.Namespace) -> int:
                      data_dir=given.get("data_dir"), progress=progress)
     else:
         config = TrainConfig.load(args.config, **given) if args.config else TrainConfig(**given)
-        out = args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}"
-        run = train(config, out, progress=progress)
-    print(f"run written to {run.path}  (next: vaelab eval {run.path})")
+        run = train(config, args.out, progress=progress)  # no --out: a new folder under runs/
+    print(f"run written to {display(run.path)}  (next: vaelab eval {display(run.path)})")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from vaelab.evaluate import evaluate_run
+    from vaelab.checkpoint import load_run
+    from vaelab.evaluate import evaluate_run, read_eval
 
-    if args.iw_k < 0:
-        raise VaelabError(f"--iw-k must be at least 1 (or 0 to skip the IW estimate), got {args.iw_k}")
-    if args.seed < 0:
-        raise VaelabError(f"--seed must be a non-negative integer, got {args.seed}")
     progress = not args.quiet and not args.json and sys.stderr.isatty()
     r = evaluate_run(args.run, iw_k=args.iw_k, seed=args.seed, device=args.device,
                      data_dir=args.data_dir, progress=progress)
     if args.json:
         print(json.dumps(r.to_dict()))
         return 0
-    print(f"{args.run}: epoch {r.epoch}, {r.n_images} test images, seed {r.seed} (nats per image)")
+    print(f"{display(args.run)}: epoch {r.epoch}, step {r.step}, weights {r.weights_sha256[:12]}, "
+          f"{r.n_images} test images, seed {r.seed} (nats per image)")
     print(f"  ELBO                   {r.elbo:9.2f} ± {r.elbo_stderr:.2f}"
           f"   (reconstruction {r.loglike:.2f}, KL {r.kl:.2f})")
     if r.log_likelihood is not None:
         print(f"  log p(x), IW K={r.iw_k:<6} {r.log_likelihood:9.2f} ± {r.log_likelihood_stderr:.2f}")
     print(f"  active units           {r.active_units} of {len(r.kl_per_dimension)}"
           "   (Var[mu] > 0.01, Burda et al. 2015)")
-    print(f"  saved to {Path(args.run) / 'eval.json'}")
+    saved = read_eval(load_run(args.run))
+    kept = "" if saved is None or saved.iw_k == r.iw_k else (
+        f" (keeping the IW estimate with K={saved.iw_k} made earlier for these weights)")
+    print(f"  saved to {display(Path(args.run) / 'eval.json')}{kept}")
     return 0
 
 
@@ -196,26 +226,25 @@ def _figure_command(draw, *, split: str | None = "train"):
     """A command that loads a run, encodes a subset of `split` (None: no codes needed) and draws."""
 
     def command(args: argparse.Namespace) -> int:
-        from vaelab import explore
-        from vaelab.checkpoint import load_run
+        from vaelab.plots import figure_path
 
-        if args.seed < 0:
-            raise VaelabError(f"--seed must be a non-negative integer, got {args.seed}")
-        if getattr(args, "n", 1) < 1:
-            raise VaelabError(f"-n must be at least 1, got {args.n}")
-        if getattr(args, "steps", 2) < 2:
-            raise VaelabError(f"--steps must be at least 2 (both endpoints are included), got {args.steps}")
+        out = figure_path(args.out, args.command) if args.out is not None else None  # before any slow work
         if getattr(args, "method", None) == "umap":
             from vaelab.latent import require_embedding
 
             require_embedding("umap")  # fail before the slow part if umap-learn is missing
+        from vaelab import explore
+        from vaelab.checkpoint import load_run
+
         run = load_run(args.run)
-        out = Path(args.out) if args.out else explore.default_path(run, args.command)
+        # A path the user chose is theirs; the default one lies inside the run, where no link is followed.
+        to = {"path": out, "root": None} if out else {"path": explore.default_path(run, args.command),
+                                                       "root": run.path}
         codes = None
         if split is not None:
             n = args.n if split == "test" else args.n_stats
             codes = explore.encode_subset(run, n=n, seed=args.seed, split=split, data_dir=args.data_dir)
-        print(f"wrote {draw(explore, run, codes, out, args)}")
+        print(f"wrote {display(draw(explore, run, codes, args, **to))}")
         return 0
 
     return command
@@ -224,19 +253,44 @@ def _figure_command(draw, *, split: str | None = "train"):
 def cmd_report(args: argparse.Namespace) -> int:
     from vaelab.report import write_report
 
-    path = write_report(args.run, seed=args.seed, n_stats=args.n_stats, style=args.style,
-                        embed_method=args.embed, data_dir=args.data_dir, echo=print)
-    print(f"report written to {path}")
+    path = write_report(args.run, seed=args.seed, n_stats=args.n_stats, style=args.style, embed_method=args.embed,
+                        iw_k=args.iw_k, device=args.device, data_dir=args.data_dir,
+                        progress=sys.stderr.isatty(), echo=print)
+    print(f"report written to {display(path)}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from vaelab.device import flush_denormals
+def seed_type(text: str) -> int:
+    """argparse type of a seed: an integer from 0 to 2**63 - 1."""
+    value = int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {MAX_SEED}, got {text}")
+    return value
 
-    flush_denormals()  # before torch starts its worker threads, which copy the flag
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; every failure a user can fix ends as one line and a non-zero status."""
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Forgiving(sys.stdout), _Forgiving(sys.stderr)
+    previous = raise_on_stop_signals()
     try:
-        return args.func(args)
+        return _run(argv)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sys.stdout, sys.stderr = streams
+
+
+def _run(argv: list[str] | None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        with deferred():  # loading torch would swallow a Ctrl-C
+            from vaelab.device import flush_denormals
+
+        flush_denormals()  # before torch starts its worker threads, which copy the flag
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
     except TrainingInterrupted as exc:
         print(f"vaelab: stopped: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -244,9 +298,56 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vaelab: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # a file the user named cannot be read or written
-        where = f"{exc.filename}: " if exc.filename else ""
+        where = f"{display(exc.filename)}: " if exc.filename else ""
         print(f"vaelab: error: {where}{exc.strerror or exc}; check the path and its permissions", file=sys.stderr)
         return 2
+    except Stopped as exc:
+        print(f"vaelab: stopped by {signal_name(exc.signum)}", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("vaelab: interrupted", file=sys.stderr)
         return 130
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"vaelab: warning: {message}", file=sys.stderr)
+
+
+class _Forgiving:
+    """A text stream that goes quiet, instead of failing, once nobody reads it.
+
+    `vaelab train | head -1` closes the pipe and a closed terminal (SIGHUP) turns
+    writes into errors; neither is a reason to abandon a run, so output stops and
+    the work goes on (everything is in the run's files anyway). Characters the
+    stream cannot encode (a path that is not UTF-8) are escaped, not fatal.
+    """
+
+    def __init__(self, stream):
+        self._stream = stream
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError:
+            self._silence()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError:
+            self._silence()
+
+    def _silence(self) -> None:
+        """Point the stream's file descriptor at /dev/null, so later writes (and exit's flush) succeed."""
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)

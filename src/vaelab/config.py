@@ -29,6 +29,10 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 OPTIMIZERS = ("adam", "rmsprop")
 BINARIZATIONS = ("threshold", "dynamic")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds; JSON readers keep 63 bits exactly
+# Upper limits of the sizes a user can type. Whether a network of the sizes allowed
+# fits in memory is checked again when training starts (vaelab.training).
+LIMITS = {"latent_size": 10_000, "hidden_size": 100_000, "epochs": 1_000_000, "batch_size": 1_000_000}
 
 
 def _option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -160,10 +164,14 @@ def _check_values(c: TrainConfig) -> None:
             fail(name, "must be at least 1")
     if c.hidden_size is not None and c.hidden_size < 1:
         fail("hidden_size", "must be at least 1 (or unset for 2 x latent size)")
+    for name, limit in LIMITS.items():
+        value = getattr(c, name)
+        if value is not None and value > limit:
+            fail(name, f"must be at most {limit:,}")
     if not (math.isfinite(c.lr) and c.lr > 0):
         fail("lr", "must be a positive finite number such as 0.001")
-    if c.seed < 0:
-        fail("seed", "must be a non-negative integer")
+    if not 0 <= c.seed <= MAX_SEED:
+        fail("seed", f"must be an integer from 0 to {MAX_SEED}")
     for f in dataclasses.fields(c):
         choices = f.metadata["choices"]
         if choices and getattr(c, f.name) not in choices:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import math
+import os
 import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -55,6 +58,12 @@ THRESHOLD_BYTE = math.floor(255 * (MNIST_MEAN + ARTICLE_CUT * MNIST_STD)) + 1  #
 
 _IDX_UBYTE = 0x08
 _GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20  # bytes decompressed at a time
+# The largest IDX file read_bytes accepts: far above any MNIST-format set (EMNIST's
+# largest file holds 0.55 GB), far below what a damaged header can claim (64 EB).
+MAX_IDX_BYTES = 4 << 30
+# Content without an IDX header is only read for parse_idx to reject by its first bytes.
+_NOT_IDX_LIMIT = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -72,22 +81,75 @@ def bundled_dir() -> Path:
 
 
 def read_bytes(path: Path) -> bytes:
-    """A file's content, decompressed when it is gzip (judged by content, not name)."""
+    """A file's content, decompressed when it is gzip (judged by content, not name).
+
+    Read in chunks and bounded by the IDX header at the start of the content:
+    reading stops one byte past the size the header announces, so a gzip bomb or
+    a file longer than its header says fails here instead of filling memory.
+    """
     try:
-        raw = path.read_bytes()
+        file = open(path, "rb")
     except FileNotFoundError:
         raise VaelabError(f"{path} does not exist") from None
     except OSError as exc:
         raise VaelabError(f"cannot read {path}: {exc.strerror}") from None
-    if raw[:2] != _GZIP_MAGIC:
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (EOFError, OSError, zlib.error) as exc:
-        raise VaelabError(
-            f"{path} is a damaged gzip file ({exc}); replace it, e.g. with --download "
-            "into an empty --data-dir"
-        ) from None
+    with file:
+        try:
+            gzipped = file.read(2) == _GZIP_MAGIC
+            file.seek(0)
+            if not gzipped:
+                return _read_bounded(file, path)
+        except OSError as exc:
+            raise VaelabError(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            with gzip.GzipFile(fileobj=file) as stream:
+                return _read_bounded(stream, path)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise VaelabError(
+                f"{path} is a damaged gzip file ({exc}); replace it, e.g. with --download "
+                "into an empty --data-dir"
+            ) from None
+
+
+def _read_bounded(stream: BinaryIO, path: Path) -> bytes:
+    """All of `stream`, failing once it holds more than its IDX header announces."""
+    head = _read_at_most(stream, 4)
+    idx = len(head) == 4 and head[:3] == bytes([0, 0, _IDX_UBYTE]) and 1 <= head[3] <= 4
+    if idx:
+        head += _read_at_most(stream, 4 * head[3])
+    if idx and len(head) == 4 + 4 * head[3]:
+        shape = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(head[3]))
+        limit = len(head) + math.prod(shape)
+        if limit > MAX_IDX_BYTES:
+            raise VaelabError(
+                f"{path} has a damaged header: dimensions {shape} would need {limit} bytes, more than the "
+                f"{MAX_IDX_BYTES} (4 GiB) vaelab reads; replace the file"
+            )
+        too_long = (
+            f"{path} is longer than its header says: dimensions {shape} need {limit} bytes, found more; "
+            "the file is damaged, replace it"
+        )
+    else:  # not IDX (or cut inside its header): parse_idx rejects it by its first bytes
+        limit = _NOT_IDX_LIMIT
+        too_long = (
+            f"{path} is not an IDX file of unsigned bytes (it starts with 0x{head[:4].hex()}, not 0x000008 and "
+            f"its number of dimensions) and holds more than {limit} bytes; replace it"
+        )
+    data = io.BytesIO()
+    data.write(head)
+    while chunk := stream.read(min(_CHUNK, limit + 1 - data.tell())):  # one byte past: longer shows
+        data.write(chunk)
+        if data.tell() > limit:
+            raise VaelabError(too_long)
+    return data.getvalue()
+
+
+def _read_at_most(stream: BinaryIO, size: int) -> bytes:
+    """The next `size` bytes of `stream`, fewer only at its end."""
+    data = b""
+    while len(data) < size and (chunk := stream.read(size - len(data))):
+        data += chunk
+    return data
 
 
 def parse_idx(data: bytes, *, name: str = "IDX data") -> np.ndarray:
@@ -228,3 +290,25 @@ def binarize(images: torch.Tensor, method: str, generator: torch.Generator) -> t
     if method == "dynamic":
         return binarize_dynamic(grey_levels(images), generator)
     raise VaelabError(f"unknown binarization {method!r}; use threshold or dynamic")
+
+
+# --- provenance -------------------------------------------------------------------
+class DataMismatchWarning(UserWarning):
+    """Data read now differ from the files a run recorded when it was trained."""
+
+
+def data_mismatches(recorded: dict[str, str], found: dict[str, str]) -> list[str]:
+    """The files of `found` whose SHA-256 differs from the one `recorded`, described one each.
+
+    Files a run did not record (runs of very old versions) are not compared.
+    """
+    return [
+        f"{name}: recorded {recorded[name][:12]}…, found {digest[:12]}…"
+        for name, digest in sorted(found.items())
+        if name in recorded and recorded[name] != digest
+    ]
+
+
+def absolute_data_dir(data_dir: str | Path | None) -> str | None:
+    """The absolute path a (possibly relative, possibly ~) --data-dir meant, as the run stores it."""
+    return None if data_dir is None else str(Path(os.path.abspath(Path(data_dir).expanduser())))

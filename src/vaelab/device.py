@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 from vaelab.errors import VaelabError
@@ -43,3 +45,29 @@ def flush_denormals() -> None:
     so this must run before any other torch work: the CLI calls it first thing.
     """
     torch.set_flush_denormal(True)
+
+
+def restore_generator(generator: torch.Generator, state: torch.Tensor) -> bool:
+    """Give `generator` a checkpoint's saved state; False if the state is another device's.
+
+    Each device keeps its own kind of state (the CPU's Mersenne Twister is 5056
+    bytes, CUDA's Philox seed and offset 16) and a generator refuses another's.
+    Then it is seeded from the SHA-256 of the saved bytes instead: the same
+    resume twice gives the same run, but not the stream the run drew before.
+    """
+    state = state.detach().cpu().contiguous()
+    if state.dtype == torch.uint8 and state.numel() == generator.get_state().numel():
+        try:
+            generator.set_state(state)
+            return True
+        except RuntimeError:
+            pass  # the right size but not a state this generator accepts: reseed below
+    digest = hashlib.sha256(state.reshape(-1).view(torch.uint8).numpy().tobytes()).digest()
+    generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)  # 63 bits: every backend takes it
+    return False
+
+
+def state_origin(state: torch.Tensor) -> str:
+    """The kind of device a saved generator state came from, told by its size."""
+    sizes = {torch.Generator().get_state().numel(): "cpu", 16: "cuda"}
+    return sizes.get(state.numel(), "another device")

@@ -1,26 +1,48 @@
 """The one network access vaelab makes: an explicit, checksummed MNIST download.
 
-Runs only with `--download`. Each file is fetched to a temporary name, checked
-against the SHA-256 of the genuine decompressed bytes, and only then renamed
-into place, so a failed or corrupted download never replaces anything.
+Runs only with `--download`, only over https:// (redirects included), with the
+server's certificate verified against Python's default trust store (the
+standard SSL_CERT_FILE variable points it at another bundle).
+
+A mirror cannot hold a download forever or fill memory: a read that stalls
+fails after `timeout` seconds, a file that is not complete after `deadline`
+seconds fails however steadily its bytes trickle in, and a body larger than the
+genuine file could ever be compressed to (`size_cap`) is refused as soon as it
+is announced or exceeded. The body is kept in memory, decompressed in chunks
+that stop one byte past the genuine size (so a gzip bomb fails there) and
+checked against the SHA-256 of the genuine decompressed bytes. Only then is it
+written, by `vaelab.files.atomic_write`, so a failed, corrupted or interrupted
+download (Ctrl-C included) leaves nothing in the data folder.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import http.client
-import os
+import io
+import ssl
+import time
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from vaelab.data import MNIST_FILES, read_bytes, sha256
+from vaelab.data import MNIST_FILES
 from vaelab.errors import VaelabError
+from vaelab.files import atomic_write, remove_leftovers
 
-# The mirrors torchvision uses, in its order of preference.
+# The https mirrors of the original files: torchvision's first, TensorFlow's second.
 MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
+_CHUNK = 1 << 20  # bytes read from the network, or decompressed, at a time
+
+
+class _Failed(Exception):
+    """Why one mirror's copy of a file was rejected (one line, without the URL)."""
 
 
 def missing_files(data_dir: Path) -> list[str]:
@@ -32,48 +54,195 @@ def missing_files(data_dir: Path) -> list[str]:
     ]
 
 
+def size_cap(name: str) -> int:
+    """The most bytes a genuine `name`.gz can hold: its decompressed size plus gzip's worst case.
+
+    Deflate stores incompressible data in blocks of at most 65,535 bytes with a
+    5-byte header each (under 0.01%), and the gzip header and trailer add 18
+    bytes plus an optional file name; 0.1% + 1 KiB covers all of it.
+    """
+    size = MNIST_FILES[name][0]
+    return size + size // 1000 + 1024
+
+
 def download_mnist(
     data_dir: str | Path,
     *,
     mirrors: tuple[str, ...] | None = None,
     timeout: float = 30.0,
+    deadline: float = 300.0,
+    context: ssl.SSLContext | None = None,
     echo=print,
 ) -> list[Path]:
-    """Fetch the MNIST files missing from `data_dir` (from `MIRRORS` unless given); return the paths written."""
+    """Fetch the MNIST files missing from `data_dir` (from `MIRRORS` unless given); return the paths written.
+
+    `timeout` bounds each network read (a stalled mirror), `deadline` each file
+    from one mirror (a mirror that trickles); either failure moves on to the
+    next mirror. `context` is the TLS context, Python's default unless given;
+    while the call runs, its `sslsocket_class` is a subclass that keeps the deadline.
+    """
     mirrors = mirrors or MIRRORS
+    for mirror in mirrors:
+        parts = urlsplit(mirror)
+        if parts.scheme.lower() != "https" or not parts.hostname:
+            raise VaelabError(
+                f"refusing to download from {mirror}: vaelab downloads only over https://, so that nobody "
+                "between you and the mirror can alter the files; give the mirror's https:// address"
+            )
     data_dir = Path(data_dir).expanduser()
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise VaelabError(f"cannot create data directory {data_dir}: {exc.strerror}") from None
-    written = []
-    for name in missing_files(data_dir):
-        written.append(_fetch_one(name, data_dir, mirrors, timeout, echo))
-    return written
+    remove_leftovers(data_dir)  # temporary files of a write killed before it could clean up
+    context = context or ssl.create_default_context()
+    clock = _Clock(timeout)
+    base = context.sslsocket_class
+    context.sslsocket_class = type("DeadlineSSLSocket", (_DeadlineSocket, base), {"clock": clock})
+    try:
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _HttpsRedirects)
+        written = []
+        for name in missing_files(data_dir):
+            blob = _fetch_one(name, mirrors, opener, clock, timeout, deadline, echo)
+            written.append(atomic_write(data_dir / f"{name}.gz", blob))
+        return written
+    finally:
+        context.sslsocket_class = base
 
 
-def _fetch_one(name: str, data_dir: Path, mirrors, timeout: float, echo) -> Path:
-    target = data_dir / f"{name}.gz"
-    partial = data_dir / f"{name}.gz.part"
+def _fetch_one(name: str, mirrors, opener, clock: _Clock, timeout: float, deadline: float, echo) -> bytes:
+    """The verified .gz of `name` from the first mirror that serves it, still in memory."""
     failures = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + f"/{name}.gz"
         echo(f"downloading {url}")
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                partial.write_bytes(response.read())
-            actual = sha256(read_bytes(partial))
-        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError, VaelabError) as exc:
-            failures.append(f"{url}: {getattr(exc, 'reason', exc)}")
-            partial.unlink(missing_ok=True)
+            blob = _read_capped(opener, url, size_cap(name), timeout, deadline, clock)
+            _verify(blob, name)
+        except _Failed as exc:
+            failures.append(f"{url}: {exc}")
             continue
-        if actual != MNIST_FILES[name][1]:
-            failures.append(f"{url}: checksum mismatch (SHA-256 {actual[:16]}...)")
-            partial.unlink(missing_ok=True)
-            continue
-        os.replace(partial, target)
-        return target
+        return blob
     raise VaelabError(
         f"could not download {name}: " + "; ".join(failures)
         + ". Check your connection, or copy the file into the data directory by hand"
     )
+
+
+def _read_capped(opener, url: str, cap: int, timeout: float, deadline: float, clock: _Clock) -> bytes:
+    """The body at `url`, refused past `cap` bytes or once `deadline` seconds have passed."""
+    clock.start(deadline)
+    try:
+        with opener.open(url, timeout=min(timeout, deadline)) as response:
+            if response.length is not None and response.length > cap:
+                raise _Failed(
+                    f"announces {response.length} bytes, more than the {cap} a genuine copy can have"
+                )
+            body = io.BytesIO()
+            while chunk := response.read(min(_CHUNK, cap + 1 - body.tell())):
+                body.write(chunk)
+                if body.tell() > cap:
+                    raise _Failed(f"sends more than the {cap} bytes a genuine copy can have")
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        if clock.expired():
+            raise _Failed(f"not complete after the deadline of {deadline:g} s: the download is too slow") from None
+        raise _Failed(_describe(exc)) from None
+    finally:
+        clock.stop()
+    return body.getvalue()
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return str(exc)  # 'HTTP Error 404: Not Found'
+    reason = getattr(exc, "reason", exc)  # URLError wraps the cause
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return (
+            f"its certificate is not trusted ({reason.verify_message}); if your network inspects "
+            "TLS, set SSL_CERT_FILE to the certificate bundle it gives you"
+        )
+    return str(reason) or type(reason).__name__
+
+
+def _verify(blob: bytes, name: str) -> None:
+    """Fail unless `blob` decompresses to the genuine `name`, never holding more than a chunk of it."""
+    size, digest = MNIST_FILES[name]
+    hasher = hashlib.sha256()
+    total = 0
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(blob)) as stream:
+            # Read one byte past the genuine size: that is how a longer stream shows.
+            while chunk := stream.read(min(_CHUNK, size + 1 - total)):
+                total += len(chunk)
+                if total > size:
+                    raise _Failed(
+                        f"decompresses to more than the {size} bytes of the genuine file "
+                        "(a damaged file or a gzip bomb)"
+                    )
+                hasher.update(chunk)
+    except (EOFError, OSError, zlib.error) as exc:
+        raise _Failed(f"not a valid gzip file ({exc})") from None
+    actual = hasher.hexdigest()
+    if actual != digest:
+        raise _Failed(f"checksum mismatch (SHA-256 {actual[:16]}...)")
+
+
+class _Clock:
+    """The deadline of the file being fetched, which every TLS read and write checks."""
+
+    def __init__(self, stall: float):
+        self.stall = stall  # the per-read timeout
+        self.stop()
+
+    def start(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def stop(self) -> None:
+        self.end = float("inf")
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.end - 0.01  # a wait cut short by the deadline may end a tick early
+
+    def arm(self, sock: ssl.SSLSocket) -> None:
+        """Give the next blocking call on `sock` no more time than the deadline leaves."""
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("deadline passed")
+        sock.settimeout(min(self.stall, left))
+
+
+class _DeadlineSocket(ssl.SSLSocket):
+    """A TLS socket whose handshake, reads and writes all end by the clock's deadline.
+
+    Each of these is one call into OpenSSL that treats the socket's timeout as
+    the limit for the whole call, so setting the timeout to what is left of the
+    deadline before each call bounds the download, however the bytes arrive.
+    """
+
+    clock: _Clock  # set on the subclass that download_mnist makes
+
+    def do_handshake(self, *args, **kwargs):
+        self.clock.arm(self)
+        return super().do_handshake(*args, **kwargs)
+
+    def read(self, *args, **kwargs):
+        self.clock.arm(self)
+        return super().read(*args, **kwargs)
+
+    def send(self, *args, **kwargs):
+        self.clock.arm(self)
+        return super().send(*args, **kwargs)
+
+    def write(self, *args, **kwargs):
+        self.clock.arm(self)
+        return super().write(*args, **kwargs)
+
+
+class _HttpsRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to another https:// address."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if urlsplit(newurl).scheme.lower() != "https":
+            fp.close()
+            raise urllib.error.URLError(f"redirected to {newurl}, which is not https://")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)

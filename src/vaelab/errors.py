@@ -8,6 +8,26 @@ class VaelabError(Exception):
 
 
 class TrainingInterrupted(VaelabError):
-    """Ctrl-C during training: a consistent checkpoint was saved first."""
+    """Ctrl-C, SIGTERM or SIGHUP during training: a consistent checkpoint was saved first.
 
-    exit_code = 130
+    The exit status is 128 + the signal's number, as a shell reports a process a signal ended.
+    """
+
+    def __init__(self, message: str, *, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Diverged(VaelabError):
+    """The loss or the weights became NaN or infinite: the numbers mean nothing."""
+
+    exit_code = 3
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (docker stop, SLURM, a closed terminal), handled like Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+

@@ -8,19 +8,22 @@ directly comparable with published MNIST log-likelihoods.
 
 from __future__ import annotations
 
+import json
 import math
+import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from vaelab.checkpoint import EVAL, load_run, write_json
-from vaelab.data import binarize, load_split
+from vaelab.checkpoint import EVAL, Run, load_run
+from vaelab.data import DataMismatchWarning, binarize, data_mismatches, load_split
 from vaelab.device import make_generator, resolve_device
-from vaelab.errors import VaelabError
+from vaelab.errors import Diverged, VaelabError
+from vaelab.files import display, write_json
 from vaelab.latent import active_units, encode_all, kl_per_dimension
 from vaelab.model import VAE, ElboTerms
 from vaelab.objectives import (
@@ -54,9 +57,57 @@ class EvalResult:
     epoch: int
     active_units: int  # dimensions with Var_x(mu_j(x)) > 0.01 (Burda et al. 2015)
     kl_per_dimension: list[float]  # mean KL of each latent dimension; sums to `kl`
+    # What was scored, so a score is never shown beside other weights or data:
+    step: int = 0  # optimizer steps behind the weights
+    weights_sha256: str = ""  # digest of the weights scored (vaelab.checkpoint.weights_digest)
+    data_sha256: dict[str, str] | None = None  # the test files scored, name -> SHA-256
+    data_matches_run: bool = True  # whether they are the files the run recorded
+    iw_seed: int | None = None  # seed of the IW estimate (kept from an earlier eval if its K was larger)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> EvalResult:
+        """Rebuild a result from eval.json, refusing anything that is not one (ValueError)."""
+        if not isinstance(values, dict):
+            raise ValueError(f"expected a JSON object, found {type(values).__name__}")
+        missing = {f.name for f in fields(cls)} - set(values)
+        extra = set(values) - {f.name for f in fields(cls)}
+        if missing or extra:
+            raise ValueError(f"fields {sorted(missing)} missing and {sorted(extra)} unexpected")
+        result = cls(**values)
+        _check_result_types(result)
+        return result
+
+
+def _check_result_types(r: EvalResult) -> None:
+    def number(name: str, value: Any, optional: bool = False) -> None:
+        if optional and value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, found {value!r}")
+
+    for name in ("elbo", "elbo_stderr", "loglike", "kl"):
+        number(name, getattr(r, name))
+    number("log_likelihood", r.log_likelihood, optional=True)
+    number("log_likelihood_stderr", r.log_likelihood_stderr, optional=r.log_likelihood is None)
+    for name in ("iw_k", "n_images", "seed", "epoch", "active_units", "step"):
+        value = getattr(r, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, found {value!r}")
+    if r.iw_seed is not None and (isinstance(r.iw_seed, bool) or not isinstance(r.iw_seed, int)):
+        raise ValueError(f"iw_seed must be an integer or null, found {r.iw_seed!r}")
+    if not isinstance(r.kl_per_dimension, list):
+        raise ValueError("kl_per_dimension must be a list of numbers")
+    for j, value in enumerate(r.kl_per_dimension):
+        number(f"kl_per_dimension[{j}]", value)
+    if not isinstance(r.weights_sha256, str) or not isinstance(r.data_matches_run, bool):
+        raise ValueError("weights_sha256 must be a string and data_matches_run true or false")
+    if r.data_sha256 is not None and not (
+        isinstance(r.data_sha256, dict) and all(isinstance(v, str) for v in r.data_sha256.values())
+    ):
+        raise ValueError("data_sha256 must map file names to digests")
 
 
 def _batches(n: int, size: int) -> Iterator[slice]:
@@ -128,6 +179,8 @@ def evaluate_model(
     """Score a model on binary images x (N, D) already on the model's device."""
     if iw_k < 0:
         raise VaelabError(f"--iw-k must be at least 1 (or 0 to skip the IW estimate), got {iw_k}")
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise Diverged("the model's weights hold NaN or infinite values: the run diverged")
     generator = make_generator(x.device, seed)
     terms = elbo_terms(model, x, generator=generator)
     mu, var = encode_all(model, x)
@@ -135,6 +188,8 @@ def evaluate_model(
     ll = ll_se = None
     if iw_k:
         ll, ll_se = mean_and_stderr(iw_log_likelihood(model, x, k=iw_k, generator=generator, progress=progress))
+    if not all(math.isfinite(v) for v in (elbo, elbo_se, *([ll, ll_se] if iw_k else []))):
+        raise Diverged(f"its test ELBO is {elbo} and its IW estimate {ll}: the run diverged")
     return EvalResult(
         elbo=elbo,
         elbo_stderr=elbo_se,
@@ -148,6 +203,7 @@ def evaluate_model(
         epoch=epoch,
         active_units=int(active_units(mu).sum()),
         kl_per_dimension=kl_per_dimension(mu, var).cpu().double().tolist(),
+        iw_seed=seed if iw_k else None,
     )
 
 
@@ -161,13 +217,78 @@ def evaluate_run(
     progress: bool = False,
     save: bool = True,
 ) -> EvalResult:
-    """Score a run on the 10,000 test images, binarized as in training; save eval.json."""
+    """Score a run on its test images, binarized as in training; save eval.json.
+
+    The result names the weights (digest and step) and the test files it scored;
+    data that differ from the files the run recorded raise a DataMismatchWarning
+    naming them. A diverged run (non-finite weights or scores) raises Diverged
+    and writes nothing. eval.json keeps, for the same weights and data, the
+    importance-weighted estimate with the largest K so far.
+    """
+    check_iw_k(iw_k)
     run = load_run(path)
+    check_iw_k(iw_k, run.model.latent_size)
     dev = resolve_device(device)
     model = run.model.to(dev)
     split = load_split("test", data_dir if data_dir is not None else run.config.data_dir)
+    differences = data_mismatches(run.data.get("sha256", {}), split.files)
+    if differences:
+        warnings.warn(f"the test files differ from the ones {display(path)} was trained with "
+                      f"({'; '.join(differences)}); these scores are of other data", DataMismatchWarning,
+                      stacklevel=2)
     x = binarize(split.images, run.config.binarization, make_generator(dev, seed))
-    result = evaluate_model(model, x, iw_k=iw_k, seed=seed, epoch=run.epoch, progress=progress)
+    try:
+        result = evaluate_model(model, x, iw_k=iw_k, seed=seed, epoch=run.epoch, progress=progress)
+    except Diverged as exc:
+        raise Diverged(f"{display(path)} cannot be scored: {exc}. Train again with a lower --lr") from None
+    result = replace(result, step=run.step, weights_sha256=run.weights_sha256, data_sha256=split.files,
+                     data_matches_run=not differences)
     if save:
-        write_json(Path(path) / EVAL, result.to_dict())
+        write_json(Path(path) / EVAL, keep_larger_iw(result, read_eval(run)).to_dict(), root=path)
     return result
+
+
+def check_iw_k(iw_k: int, latent_size: int | None = None) -> None:
+    """Refuse a negative K, or (given the latent size) one whose noise block would not fit in memory."""
+    limit = None if latent_size is None else MAX_NOISE // latent_size
+    if iw_k < 0 or (limit is not None and iw_k > limit):
+        where = "" if limit is None else f" and {limit:,} for a {latent_size}-dimensional latent"
+        raise VaelabError(f"--iw-k must be between 1{where} (or 0 to skip the IW estimate), got {iw_k}")
+
+
+def read_eval(run: Run, *, strict: bool = False) -> EvalResult | None:
+    """The run's eval.json if it is valid and scores exactly the run's current weights, else None.
+
+    With `strict`, a missing, damaged or stale file raises ValueError saying which, in one line.
+    """
+    path = run.path / EVAL
+    why = None
+    try:
+        if not path.is_file():  # missing, or a folder, FIFO or device someone put there
+            why = "is not a regular file" if path.exists() or path.is_symlink() else "does not exist"
+        elif path.stat().st_size > 1 << 24:  # a real one is a few kB; never read a planted giant
+            why = "is damaged (larger than 16 MiB)"
+        else:
+            result = EvalResult.from_dict(json.loads(path.read_bytes()))
+            if result.weights_sha256 != run.weights_sha256:
+                why = f"scores other weights (step {result.step}) than the run holds now (step {run.step})"
+    except OSError as exc:
+        why = f"cannot be read ({exc.strerror or exc})"
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # not JSON, or not an EvalResult
+        detail = " ".join(str(exc).split())  # one line, and not a forged novel
+        why = f"is damaged ({detail if len(detail) <= 200 else detail[:199] + '…'})"
+    if why is None:
+        return result
+    if strict:
+        raise ValueError(f"{display(path)} {why}")
+    return None
+
+
+def keep_larger_iw(new: EvalResult, old: EvalResult | None) -> EvalResult:
+    """`new`, but with `old`'s IW estimate when `old` scored the same weights and data with a larger K."""
+    if old is None or old.log_likelihood is None or old.iw_k <= new.iw_k:
+        return new
+    if (old.weights_sha256, old.data_sha256) != (new.weights_sha256, new.data_sha256):
+        return new
+    return replace(new, log_likelihood=old.log_likelihood, log_likelihood_stderr=old.log_likelihood_stderr,
+                   iw_k=old.iw_k, iw_seed=old.iw_seed)

@@ -2,11 +2,14 @@
 
 Each `figure_*` function computes what it shows with `vaelab.latent` and draws
 it with `vaelab.plots`; all of them share one `Codes`: a fixed, seeded subset of
-images, binarized as in training and encoded once, batched.
+images, binarized as in training and encoded once, batched. A figure's default
+place is RUN/figures/NAME.png, written with `root=run.path` so that no link
+planted inside the run is followed.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +17,10 @@ import torch
 
 from vaelab import latent, plots
 from vaelab.checkpoint import Run
-from vaelab.data import binarize, load_split
+from vaelab.data import DataMismatchWarning, binarize, data_mismatches, load_split
 from vaelab.device import make_generator
 from vaelab.errors import VaelabError
+from vaelab.files import display
 
 FIGURES = "figures"  # folder inside a run where figures go by default
 
@@ -30,6 +34,7 @@ class Codes:
     mu: torch.Tensor  # (N, L) posterior means
     var: torch.Tensor  # (N, L) posterior variances
     stats: latent.ClassStats  # per-class means and variances of the posterior
+    mismatches: tuple[str, ...] = ()  # files read that differ from the ones the run recorded, one line each
 
 
 def encode_subset(run: Run, *, n: int = 10000, seed: int = 0, split: str = "train",
@@ -37,34 +42,43 @@ def encode_subset(run: Run, *, n: int = 10000, seed: int = 0, split: str = "trai
     """Encode a seeded random subset of `n` images of `split` (the article: 10,000 training images).
 
     The images come from the run's own data unless `data_dir` points elsewhere (the files moved).
+    Files that differ from the ones the run was trained with raise a DataMismatchWarning naming them.
     """
     if n < 1:
         raise VaelabError(f"--n-stats must be at least 1, got {n}")
     data = load_split(split, data_dir if data_dir is not None else run.config.data_dir)
+    mismatches = tuple(data_mismatches(run.data.get("sha256", {}), data.files))
+    if mismatches:
+        warnings.warn(f"the {split} files differ from the ones {display(run.path)} was trained with "
+                      f"({'; '.join(mismatches)}); the figures show other data than the model learned from",
+                      DataMismatchWarning, stacklevel=2)
     generator = make_generator(torch.device("cpu"), seed)
     index = torch.randperm(len(data.labels), generator=generator)[: min(n, len(data.labels))]
     x = binarize(data.images[index], run.config.binarization, generator)
     labels = data.labels[index]
     mu, var = latent.encode_all(run.model, x)
-    return Codes(x=x, labels=labels, mu=mu, var=var, stats=latent.class_statistics(mu, var, labels))
+    return Codes(x=x, labels=labels, mu=mu, var=var, stats=latent.class_statistics(mu, var, labels),
+                 mismatches=mismatches)
 
 
 def default_path(run: Run, name: str) -> Path:
+    """RUN/figures/NAME.png; write it with `root=run.path`."""
     return run.path / FIGURES / f"{name}.png"
 
 
-def figure_reconstructions(run: Run, codes: Codes, path: Path, *, n: int = 16, style: str = "mean") -> Path:
+def figure_reconstructions(run: Run, codes: Codes, path: Path, *, n: int = 16, style: str = "mean",
+                           root: Path | None = None) -> Path:
     """Originals beside their reconstructions (decoded from the posterior means)."""
     if n < 1:
         raise VaelabError(f"-n must be at least 1, got {n}")
     n = min(n, len(codes.x))
     originals = codes.x[:n].reshape(n, 28, 28).cpu().numpy()
     recon = latent.decode_images(run.model, codes.mu[:n], style)
-    return plots.plot_reconstructions(originals, recon, codes.labels[:n].tolist(), path)
+    return plots.plot_reconstructions(originals, recon, codes.labels[:n].tolist(), path, root=root)
 
 
 def figure_generate(run: Run, codes: Codes, path: Path, *, digit: int | None, n: int = 20, seed: int = 0,
-                    style: str = "mean") -> Path:
+                    style: str = "mean", root: Path | None = None) -> Path:
     """New digits of one class (the article's recipe), or from the prior when `digit` is None."""
     if n < 1:
         raise VaelabError(f"-n must be at least 1, got {n}")
@@ -75,49 +89,50 @@ def figure_generate(run: Run, codes: Codes, path: Path, *, digit: int | None, n:
     else:
         z = latent.sample_class(codes.stats, digit, n, generator)
         title = f"{n} new {digit}s: class mean + noise with the class's mean posterior variance"
-    return plots.plot_samples(latent.decode_images(run.model, z, style), path, title)
+    return plots.plot_samples(latent.decode_images(run.model, z, style), path, title, root=root)
 
 
 def figure_generate_all(run: Run, codes: Codes, path: Path, *, n: int = 10, seed: int = 0,
-                        style: str = "mean") -> Path:
+                        style: str = "mean", root: Path | None = None) -> Path:
     """One row of `n` new digits per class, each drawn by the article's recipe."""
     generator = make_generator(torch.device("cpu"), seed)
     z = torch.stack([latent.sample_class(codes.stats, int(c), n, generator) for c in codes.stats.classes])
     images = latent.decode_images(run.model, z, style)  # (C, n, 28, 28)
-    return plots.plot_class_samples(images, codes.stats.classes.tolist(), path)
+    return plots.plot_class_samples(images, codes.stats.classes.tolist(), path, root=root)
 
 
-def figure_mix(run: Run, codes: Codes, path: Path, *, style: str = "mean") -> Path:
-    """The article's 10 x 10 matrix of averaged class means."""
+def figure_mix(run: Run, codes: Codes, path: Path, *, style: str = "mean", root: Path | None = None) -> Path:
+    """The article's matrix of averaged class means, 10 x 10 when every digit is present."""
     images = latent.decode_images(run.model, latent.mix_matrix(codes.stats.means), style)
-    return plots.plot_mix(images, codes.stats.classes.tolist(), path)
+    return plots.plot_mix(images, codes.stats.classes.tolist(), path, root=root)
 
 
 def figure_interpolate(run: Run, codes: Codes, path: Path, *, start: int, end: int, steps: int = 10,
-                       method: str = "lerp", style: str = "mean") -> Path:
+                       method: str = "lerp", style: str = "mean", root: Path | None = None) -> Path:
     """The strip between two classes' mean codes, both included."""
     a = codes.stats.means[codes.stats.index(start)]
     b = codes.stats.means[codes.stats.index(end)]
     z = latent.interpolate(a, b, steps, method)
     return plots.plot_interpolation(latent.decode_images(run.model, z, style), path,
-                                    start=start, end=end, method=method)
+                                    start=start, end=end, method=method, root=root)
 
 
-def figure_embed(run: Run, codes: Codes, path: Path, *, method: str = "tsne", seed: int = 0) -> Path:
+def figure_embed(run: Run, codes: Codes, path: Path, *, method: str = "tsne", seed: int = 0,
+                 root: Path | None = None) -> Path:
     """2-D map of the codes alone (labels only colour the points)."""
-    points = latent.embed(codes.mu.cpu().numpy(), method, seed=seed)
-    return plots.plot_embedding(points, codes.labels.cpu().numpy(), path, method=method)
+    points = latent.embed(codes.mu.cpu().numpy(), method, seed=seed % 2**32)  # sklearn and umap take 32 bits
+    return plots.plot_embedding(points, codes.labels.cpu().numpy(), path, method=method, root=root)
 
 
-def figure_kl(run: Run, codes: Codes, path: Path) -> Path:
+def figure_kl(run: Run, codes: Codes, path: Path, *, root: Path | None = None) -> Path:
     """KL per latent dimension and the active units, over the subset's posterior."""
     kl = latent.kl_per_dimension(codes.mu, codes.var).cpu().numpy()
     active = latent.active_units(codes.mu).cpu().numpy()
-    return plots.plot_kl_per_dimension(kl, active, path)
+    return plots.plot_kl_per_dimension(kl, active, path, root=root)
 
 
-def figure_curves(run: Run, path: Path) -> Path:
+def figure_curves(run: Run, path: Path, *, root: Path | None = None) -> Path:
     """Training curves from the run's per-epoch metrics."""
     if not run.metrics:
-        raise VaelabError(f"{run.path} has no completed epoch yet; train it before plotting its curves")
-    return plots.plot_curves(run.metrics, path)
+        raise VaelabError(f"{display(run.path)} has no completed epoch yet; train it before plotting its curves")
+    return plots.plot_curves(run.metrics, path, root=root)

@@ -1,21 +1,30 @@
-"""Figures: arrays and a path in, a PNG out. Nothing here runs a model.
+"""Figures: arrays and a path in, a PNG (or PDF or SVG) out. Nothing here runs a model.
 
 Figures are drawn with matplotlib's object API (no pyplot, so no global state
 and no display needed). Digit images are shown white on black, as MNIST is.
+Every figure is rendered in memory and written with `vaelab.files.atomic_write`:
+readers never see half a file, a link planted at the path is replaced rather
+than written through, and with `root=RUN` no folder below the run may be a link.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vaelab.errors import VaelabError
+from vaelab.files import atomic_write, display
+
 DPI = 110
 GAP = 2  # pixels between digits in a mosaic
 GAP_VALUE = 0.35  # grey of the gaps, so black digits' edges stay visible
 PALETTE = "tab10"
+FORMATS = ("png", "pdf", "svg")  # what a figure's name may end with
 
 
 def _figure(width: float, height: float, title: str = "", fontsize: float = 12):
@@ -26,11 +35,39 @@ def _figure(width: float, height: float, title: str = "", fontsize: float = 12):
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, facecolor="white")
+def figure_format(path: str | Path) -> str:
+    """The file format a figure's name asks for ('png', 'pdf' or 'svg'), or a VaelabError naming them."""
+    suffix = Path(path).suffix.lower()
+    if suffix[1:] not in FORMATS:
+        supported = ", ".join(f".{f}" for f in FORMATS)
+        raise VaelabError(f"cannot write a figure to {display(path)}: the supported formats are {supported}; "
+                          "give a name ending in one of them")
+    return suffix[1:]
+
+
+def figure_path(out: str, name: str) -> Path:
+    """Where `--out OUT` puts the figure of the command `name`.
+
+    A folder (an existing one, or any OUT ending in a slash) gets NAME.png; a name
+    without a suffix gets .png; any suffix other than .png, .pdf or .svg is refused.
+    """
+    if out.endswith(("/", os.sep)) or Path(out).is_dir():
+        return Path(out) / f"{name}.png"
+    path = Path(out)
+    if not path.suffix:
+        return path.with_name(f"{path.name}.png")
+    figure_format(path)
     return path
+
+
+def _save(fig, path: str | Path, root: str | Path | None) -> Path:
+    """Render `fig` in memory, in the format its name asks for, and write it atomically."""
+    path = Path(path)
+    buffer = BytesIO()
+    fig.savefig(buffer, format=figure_format(path), dpi=DPI, facecolor="white")
+    if root is None:  # a path the user chose: make its folders as asked
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, buffer.getvalue(), root=root)
 
 
 def mosaic(images: np.ndarray, gap: int = GAP, fill: float = GAP_VALUE) -> np.ndarray:
@@ -56,7 +93,7 @@ def _centres(n: int, size: int = 28, gap: int = GAP) -> np.ndarray:
 
 
 def plot_reconstructions(originals: np.ndarray, reconstructions: np.ndarray, labels: Sequence[int],
-                         path: str | Path, *, per_row: int = 8) -> Path:
+                         path: str | Path, *, per_row: int = 8, root: str | Path | None = None) -> Path:
     """Pairs (original above its reconstruction), labelled with the digit. (n, 28, 28) each."""
     n = len(originals)
     rows = -(-n // per_row)
@@ -74,10 +111,11 @@ def plot_reconstructions(originals: np.ndarray, reconstructions: np.ndarray, lab
         ax.set_yticks(_centres(2), ["original", "recon."])
         ax.tick_params(length=0, labelsize=10)
     fig.suptitle(title, fontsize=12)
-    return _save(fig, path)
+    return _save(fig, path, root)
 
 
-def plot_samples(images: np.ndarray, path: str | Path, title: str, *, per_row: int = 10) -> Path:
+def plot_samples(images: np.ndarray, path: str | Path, title: str, *, per_row: int = 10,
+                 root: str | Path | None = None) -> Path:
     """A grid of generated digits. (n, 28, 28)"""
     n = len(images)
     cols = min(n, per_row)
@@ -87,10 +125,11 @@ def plot_samples(images: np.ndarray, path: str | Path, title: str, *, per_row: i
     ax = fig.subplots()
     _show(ax, mosaic(padded.reshape(rows, cols, *images.shape[1:])))
     ax.set_title(title, fontsize=12)
-    return _save(fig, path)
+    return _save(fig, path, root)
 
 
-def plot_class_samples(images: np.ndarray, classes: Sequence[int], path: str | Path) -> Path:
+def plot_class_samples(images: np.ndarray, classes: Sequence[int], path: str | Path, *,
+                       root: str | Path | None = None) -> Path:
     """Rows of generated digits, one row per class. (C, n, 28, 28)"""
     c, n = images.shape[:2]
     title = "New digits: class mean + noise with the class's mean posterior variance"
@@ -101,10 +140,11 @@ def plot_class_samples(images: np.ndarray, classes: Sequence[int], path: str | P
     ax.tick_params(length=0, labelsize=11)
     ax.set_ylabel("digit", fontsize=11)
     ax.set_title(title, fontsize=11)
-    return _save(fig, path)
+    return _save(fig, path, root)
 
 
-def plot_mix(images: np.ndarray, classes: Sequence[int], path: str | Path) -> Path:
+def plot_mix(images: np.ndarray, classes: Sequence[int], path: str | Path, *,
+             root: str | Path | None = None) -> Path:
     """The mixing matrix: cell (i, j) decodes the average of classes i and j. (C, C, 28, 28)"""
     c = len(classes)
     title = "Mixing digits: decoding the average of two class means"
@@ -119,10 +159,11 @@ def plot_mix(images: np.ndarray, classes: Sequence[int], path: str | Path) -> Pa
     ax.xaxis.set_label_position("top")
     ax.set_ylabel("digit", fontsize=11)
     ax.set_title(title, fontsize=12, pad=28)
-    return _save(fig, path)
+    return _save(fig, path, root)
 
 
-def plot_interpolation(images: np.ndarray, path: str | Path, *, start: int, end: int, method: str) -> Path:
+def plot_interpolation(images: np.ndarray, path: str | Path, *, start: int, end: int, method: str,
+                       root: str | Path | None = None) -> Path:
     """The strip of decoded codes from class `start` to class `end`, both ends included. (steps, 28, 28)"""
     steps = len(images)
     title = f"From {start} to {end} ({method}, {steps} steps)"
@@ -134,10 +175,11 @@ def plot_interpolation(images: np.ndarray, path: str | Path, *, start: int, end:
     ax.set_xticks(_centres(steps), ticks)
     ax.tick_params(length=0, labelsize=9)
     ax.set_title(title, fontsize=11)
-    return _save(fig, path)
+    return _save(fig, path, root)
 
 
-def plot_embedding(points: np.ndarray, labels: np.ndarray, path: str | Path, *, method: str) -> Path:
+def plot_embedding(points: np.ndarray, labels: np.ndarray, path: str | Path, *, method: str,
+                   root: str | Path | None = None) -> Path:
     """2-D map of latent codes, coloured by digit, with a legend and the class names at their centres."""
     from matplotlib import colormaps
 
@@ -159,10 +201,11 @@ def plot_embedding(points: np.ndarray, labels: np.ndarray, path: str | Path, *, 
     ax.set_title(f"{name} of {len(points):,} latent codes (posterior means), coloured by digit", fontsize=12)
     ax.set_xticks([])
     ax.set_yticks([])
-    return _save(fig, path)
+    return _save(fig, path, root)
 
 
-def plot_kl_per_dimension(kl: np.ndarray, active: np.ndarray, path: str | Path) -> Path:
+def plot_kl_per_dimension(kl: np.ndarray, active: np.ndarray, path: str | Path, *,
+                          root: str | Path | None = None) -> Path:
     """Bars of KL(q(z_j|x) || p(z_j)) per latent dimension, sorted, active units highlighted."""
     order = np.argsort(-kl)
     n_active = int(active.sum())
@@ -178,10 +221,10 @@ def plot_kl_per_dimension(kl: np.ndarray, active: np.ndarray, path: str | Path) 
     ax.set_xlim(-0.7, len(kl) - 0.3)
     ax.set_title(title, fontsize=11)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return _save(fig, path, root)
 
 
-def plot_curves(metrics: Sequence[dict[str, Any]], path: str | Path) -> Path:
+def plot_curves(metrics: Sequence[dict[str, Any]], path: str | Path, *, root: str | Path | None = None) -> Path:
     """ELBO, reconstruction and KL per epoch, train and test, from a run's metrics."""
     epochs = np.array([m["epoch"] for m in metrics])
 
@@ -203,4 +246,4 @@ def plot_curves(metrics: Sequence[dict[str, Any]], path: str | Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(frameon=False)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    return _save(fig, path)
+    return _save(fig, path, root)

@@ -22,22 +22,29 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from vaelab.checkpoint import Checkpoint, Position, Run, load_checkpoint, load_run, prepare_run_dir, save_checkpoint
+from vaelab.checkpoint import Checkpoint, Position, Run, load_checkpoint, load_run, save_checkpoint
 from vaelab.config import TrainConfig
 from vaelab.data import (
     THRESHOLD_BYTE,
+    absolute_data_dir,
     binarize,
     binarize_dynamic,
     binarize_threshold,
+    data_mismatches,
     grey_levels,
     load_split,
     locate_files,
 )
-from vaelab.device import make_generator, resolve_device
+from vaelab.device import make_generator, resolve_device, restore_generator, state_origin
 from vaelab.download import download_mnist
-from vaelab.errors import TrainingInterrupted, VaelabError
+from vaelab.errors import Diverged, TrainingInterrupted, VaelabError
 from vaelab.evaluate import elbo_terms
+from vaelab.files import display
 from vaelab.model import VAE, ElboTerms
+from vaelab.resources import ThreadTuner, check_fits
+from vaelab.rundir import RunDir
+from vaelab.signals import STOP
+from vaelab.signals import name as signal_name
 
 Echo = Callable[[str], Any]
 HEADER = f"{'epoch':>5} {'reg':>9} {'loglike':>10} {'lowerBound':>11} {'test ELBO':>10} {'time(s)':>8}"
@@ -108,10 +115,16 @@ def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, ge
     return ElboTerms(terms.loglike.detach(), terms.kl.detach())
 
 
-def train(config: TrainConfig, out: str | Path, *, progress: bool = False, echo: Echo = print) -> Run:
-    """Train a new run into the folder `out` (which must be new or empty)."""
-    run_dir = prepare_run_dir(out)
-    return _fit(run_dir, config, None, progress=progress, echo=echo)
+def train(config: TrainConfig, out: str | Path | None = None, *, progress: bool = False, echo: Echo = print) -> Run:
+    """Train a new run into the folder `out` (new or empty; None: a new folder under runs/).
+
+    The folder is locked while training writes it; if the start fails before the
+    first checkpoint, nothing is left behind.
+    """
+    config = dataclasses.replace(config, data_dir=absolute_data_dir(config.data_dir))
+    resolve_device(config.device)  # no GPU: refuse before any folder is made
+    with RunDir.new(out) as run_dir:
+        return _fit(run_dir.path, config, None, progress=progress, echo=echo)
 
 
 def resume(
@@ -123,8 +136,15 @@ def resume(
     progress: bool = False,
     echo: Echo = print,
 ) -> Run:
-    """Continue a run until it has `epochs` epochs in total."""
-    ckpt = load_checkpoint(run_dir)
+    """Continue a run until it has `epochs` epochs in total (the run is locked meanwhile)."""
+    load_checkpoint(run_dir)  # a missing or damaged run is refused before anything is locked
+    with RunDir.existing(run_dir):
+        return _resume(Path(run_dir), load_checkpoint(run_dir), epochs=epochs, device=device, data_dir=data_dir,
+                       progress=progress, echo=echo)
+
+
+def _resume(run_dir: Path, ckpt: Checkpoint, *, epochs: int, device: str | None, data_dir: str | None,
+            progress: bool, echo: Echo) -> Run:
     done = ckpt.position.epoch
     if epochs < done:
         raise VaelabError(
@@ -134,13 +154,25 @@ def resume(
     changes: dict[str, Any] = {"epochs": epochs}
     if device is not None:
         changes["device"] = device
+    else:
+        _check_device_available(run_dir, ckpt.config.device)
     if data_dir is not None:
-        changes["data_dir"] = data_dir
+        changes["data_dir"] = absolute_data_dir(data_dir)
     config = dataclasses.replace(ckpt.config, **changes)
     if epochs == done and ckpt.position.batch == 0:
         echo(f"{run_dir} has already trained {done} epochs; nothing to do")
         return load_run(run_dir)
-    return _fit(Path(run_dir), config, ckpt, progress=progress, echo=echo)
+    return _fit(run_dir, config, ckpt, progress=progress, echo=echo)
+
+
+def _check_device_available(run_dir: Path, device: str) -> None:
+    try:
+        resolve_device(device)
+    except VaelabError:
+        raise VaelabError(
+            f"{display(run_dir)} was trained with --device {device}, which is not available here; continue "
+            f"it on this machine with `vaelab train --resume {display(run_dir)} --device cpu`"
+        ) from None
 
 
 @dataclass
@@ -157,31 +189,49 @@ class _Session:
     metrics: list[dict[str, Any]]
     perm: torch.Tensor | None = None  # the epoch under way's order of images
     sums: torch.Tensor | None = None  # its running sums of reg and loglike over images
+    saved: Position | None = None  # where the checkpoint on disk stands
+    threads: ThreadTuner | None = None  # CPU threads, adapted to the machine's load
 
     def save(self) -> None:
-        """Write a checkpoint; mid-epoch, the permutation and sums go with it."""
+        """Write a checkpoint; mid-epoch, the permutation and sums go with it. Never a diverged one."""
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            _diverged(self, "the weights")
         mid_epoch = self.position.batch > 0
         save_checkpoint(self.run_dir, Checkpoint(
             config=self.config, model_args=self.model.args, model_state=self.model.state_dict(),
             optimizer_state=self.optimizer.state_dict(), rng_state=self.generator.get_state(),
             position=self.position, metrics=self.metrics, data=self.data.info,
             perm=self.perm if mid_epoch else None, sums=self.sums if mid_epoch else None))
+        self.saved = dataclasses.replace(self.position)
 
 
 def _start(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, echo: Echo) -> _Session:
     """Load the data and build the model, optimizer and generator, fresh or from `ckpt`."""
     device = resolve_device(config.device)
     data = load_data(config, device, echo)
+    check_fits(training_memory(config, *data.train.shape[::-1]), device,
+               f"training with --latent-size {config.latent_size}, hidden size {config.hidden} and "
+               f"--batch-size {config.batch_size}")
     model = build_model(config, data.train.shape[1]).to(device)
     session = _Session(run_dir, config, data, model, build_optimizer(config, model, device),
                        make_generator(device, config.seed), Position(), [])
     if ckpt is None:
         session.save()  # epoch 0, the untrained model: the run directory is complete at once
         return session
+    differences = data_mismatches(ckpt.data.get("sha256", {}), data.info["sha256"])
+    if differences:
+        raise VaelabError(
+            f"{display(run_dir)} was trained on other data than {display(data.info['source'])} holds "
+            f"({'; '.join(differences)}); resuming would mix two datasets in one run. Point --data-dir at the "
+            "run's own data, or start a new run"
+        )
     model.load_state_dict(ckpt.model_state)
     session.optimizer.load_state_dict(ckpt.optimizer_state)
-    session.generator.set_state(ckpt.rng_state)
+    if not restore_generator(session.generator, ckpt.rng_state):  # a GPU run resumed on the CPU, or back
+        echo(f"continuing on {device}: the random stream differs from the one the run used on "
+             f"{state_origin(ckpt.rng_state)}, so from here on the run is not bit-for-bit reproducible")
     session.position, session.metrics = ckpt.position, ckpt.metrics
+    session.saved = dataclasses.replace(ckpt.position)
     if ckpt.perm is not None:
         session.perm, session.sums = ckpt.perm.to(device), ckpt.sums.to(device)
     where = f", batch {ckpt.position.batch}" if ckpt.position.batch else ""
@@ -194,18 +244,23 @@ def _fit(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, *, progres
     echo(f"training on {s.data.train.device}: {s.data.info['n_train']} images from "
          f"{s.data.info['source']}, {config.binarization} binarization -> {run_dir}")
     echo(HEADER)
-    with _interrupt_guard() as interrupted:
+    s.threads = ThreadTuner(s.data.train.device)
+    with _stop_guard() as stop, _restoring(s.threads):
         while s.position.epoch < config.epochs:
             started = time.perf_counter()
-            if not _train_epoch(s, interrupted, progress):
+            if not _train_epoch(s, stop, progress):
                 s.position.elapsed += time.perf_counter() - started
                 s.save()
                 raise TrainingInterrupted(
-                    f"interrupted in epoch {s.position.epoch + 1}, batch {s.position.batch}; a consistent "
-                    f"checkpoint is saved in {run_dir}: continue with "
-                    f"`vaelab train --resume {run_dir} --epochs {config.epochs}`"
+                    f"{_stopped_by(stop())} in epoch {s.position.epoch + 1}, batch {s.position.batch}; a consistent "
+                    f"checkpoint is saved in {display(run_dir)}: continue with "
+                    f"`vaelab train --resume {display(run_dir)} --epochs {config.epochs}`",
+                    exit_code=128 + stop(),
                 )
-            s.metrics.append(_epoch_metrics(s, started))
+            row = _epoch_metrics(s, started)
+            if row["test_elbo"] is not None and not math.isfinite(row["test_elbo"]):
+                _diverged(s, "the test ELBO")
+            s.metrics.append(row)
             s.position = Position(epoch=s.position.epoch + 1, step=s.position.step,
                                   elapsed=s.metrics[-1]["elapsed"])
             s.perm = s.sums = None
@@ -214,8 +269,8 @@ def _fit(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, *, progres
     return load_run(run_dir)
 
 
-def _train_epoch(s: _Session, interrupted: Callable[[], bool], progress: bool) -> bool:
-    """Run the rest of the epoch under way; False if Ctrl-C stopped it early."""
+def _train_epoch(s: _Session, stop: Callable[[], int], progress: bool) -> bool:
+    """Run the rest of the epoch under way; False if a signal (Ctrl-C, SIGTERM, SIGHUP) stopped it early."""
     n, batch_size = len(s.data.train), s.config.batch_size
     n_batches, epoch = math.ceil(n / batch_size), s.position.epoch + 1
     if s.perm is None:
@@ -231,11 +286,12 @@ def _train_epoch(s: _Session, interrupted: Callable[[], bool], progress: bool) -
             s.sums += torch.stack([-terms.kl.sum(), terms.loglike.sum()]).to(s.sums.dtype)
             s.position.batch, s.position.step = b + 1, s.position.step + 1
             bar.update()
-            if b % 50 == 49 or interrupted():  # .item() syncs a GPU: only now and then
+            if b % 50 == 49 or stop():  # .item() syncs a GPU: only now and then
                 _check_finite(s)
+                s.threads.adjust()
                 if progress:
                     bar.set_postfix(lowerBound=f"{s.sums.sum().item() / min(n, (b + 1) * batch_size):.2f}")
-            if interrupted():
+            if stop():
                 return False
     _check_finite(s)
     return True
@@ -269,35 +325,70 @@ def format_row(m: dict[str, Any]) -> str:
             f"{test} {m['elapsed']:8.1f}")
 
 
-def _check_finite(s: _Session) -> None:
-    if not bool(torch.isfinite(s.sums).all()):
-        raise VaelabError(
-            f"training diverged: the loss became non-finite in epoch {s.position.epoch + 1}; the "
-            f"last good checkpoint (epoch {s.position.epoch}) is kept in {s.run_dir}. "
-            "Train again with a lower --lr"
-        )
+def training_memory(config: TrainConfig, data_size: int, n_train: int) -> int:
+    """Bytes that training a model of `config` needs beyond the data, roughly, built on no device.
+
+    Weights, gradients and two optimizer moments per parameter, and the activations
+    of a training batch (or of a 2,000-image test batch) kept for the backward pass.
+    """
+    with torch.device("meta"):
+        model = VAE(data_size=data_size, latent_size=config.latent_size, hidden_size=config.hidden)
+    params = sum(p.numel() for p in model.parameters())
+    per_image = 4 * config.hidden + 6 * config.latent_size + 4 * data_size
+    batch = max(min(config.batch_size, n_train), 2000)
+    return 4 * (4 * params + 3 * batch * per_image)
 
 
 @contextmanager
-def _interrupt_guard():
-    """Turn the first Ctrl-C into a request to stop after the current batch.
+def _restoring(threads: ThreadTuner):
+    try:
+        yield
+    finally:
+        threads.restore()
 
-    A second Ctrl-C interrupts at once (the last checkpoint on disk stays intact).
+
+def _check_finite(s: _Session) -> None:
+    if not bool(torch.isfinite(s.sums).all()):
+        _diverged(s, "the loss")
+
+
+def _diverged(s: _Session, what: str) -> None:
+    """Stop: `what` became NaN or infinite. The checkpoint on disk predates it and stays."""
+    kept = s.saved or Position()
+    where = f"epoch {kept.epoch}" + (f", batch {kept.batch}" if kept.batch else "")
+    raise Diverged(
+        f"training diverged: {what} became NaN or infinite in epoch {s.position.epoch + 1}; the last "
+        f"checkpoint with finite numbers ({where}) is kept in {display(s.run_dir)}. Train again with a lower --lr"
+    )
+
+
+def _stopped_by(signum: int) -> str:
+    said = {"SIGINT": "interrupted (Ctrl-C)", "SIGHUP": "stopped by SIGHUP (the terminal closed)"}
+    return said.get(signal_name(signum), f"stopped by {signal_name(signum)}")
+
+
+@contextmanager
+def _stop_guard():
+    """Turn the first Ctrl-C, SIGTERM or SIGHUP into a request to stop after the current batch.
+
+    Yields a function that returns the signal's number once one has arrived, else 0.
+    A second signal interrupts at once (the last checkpoint on disk stays intact).
     """
-    requested = False
+    received = 0
 
     def handler(signum, frame):
-        nonlocal requested
-        if requested:
+        nonlocal received
+        if received:
             raise KeyboardInterrupt
-        requested = True
+        received = signum
 
     try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: leave Ctrl-C alone
-        yield lambda: False
+        previous = {sig: signal.signal(sig, handler) for sig in STOP}
+    except ValueError:  # not the main thread: leave signals alone
+        yield lambda: 0
         return
     try:
-        yield lambda: requested
+        yield lambda: received
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,63 @@
+"""Signals that stop vaelab: Ctrl-C (SIGINT), SIGTERM (docker stop, SLURM) and SIGHUP (a closed terminal).
+
+All three stop a command the same way: cleanly, with one line and the exit
+status 128 + the signal's number. Training first finishes its batch and saves a
+checkpoint (vaelab.training); everything else stops where it is.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from vaelab.errors import Stopped
+
+STOP = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Hold stop signals while the block runs, then act on the first one that came.
+
+    Importing a large C extension (torch, numpy) can swallow a Ctrl-C that arrives
+    meanwhile, and the command would then go on as if nothing happened; holding
+    the signal until the import is over turns it into a clean stop instead.
+    """
+    received: list[int] = []
+
+    def note(signum, frame):
+        received.append(signum)
+
+    try:
+        previous = {sig: signal.signal(sig, note) for sig in STOP}
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        raise KeyboardInterrupt if received[0] == signal.SIGINT else Stopped(received[0])
+
+
+def raise_on_stop_signals() -> dict[int, object]:
+    """Make SIGTERM and SIGHUP raise Stopped, as Ctrl-C raises KeyboardInterrupt; return the old handlers."""
+
+    def stop(signum, frame):
+        raise Stopped(signum)
+
+    previous = {}
+    for sig in STOP:
+        if sig != signal.SIGINT:
+            try:
+                previous[sig] = signal.signal(sig, stop)
+            except ValueError:  # not the main thread
+                pass
+    return previous

@@ -1,0 +1,114 @@
+"""Run folders: one writer at a time, unique default names, nothing left by a failed start."""
+
+import multiprocessing
+import os
+
+import pytest
+
+import vaelab.rundir as rundir
+from vaelab.checkpoint import CHECKPOINT
+from vaelab.errors import VaelabError
+from vaelab.rundir import LOCK, RunDir, prepare_run_dir
+
+
+def test_prepare_run_dir_protects_existing_data(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / CHECKPOINT).write_bytes(b"x")
+    with pytest.raises(VaelabError, match="already holds a run"):
+        prepare_run_dir(tmp_path / "run")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(VaelabError, match="not empty"):
+        prepare_run_dir(tmp_path / "busy")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(VaelabError, match="is a file"):
+        prepare_run_dir(tmp_path / "file")
+    (tmp_path / "empty").mkdir()
+    assert prepare_run_dir(tmp_path / "empty").is_dir()
+    assert prepare_run_dir(tmp_path / "new" / "nested").is_dir()
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_run(tmp_path):
+    with RunDir.new(tmp_path / "run") as first:
+        with pytest.raises(VaelabError, match=rf"being written by another vaelab process \(pid {os.getpid()}\)"):
+            RunDir.new(tmp_path / "run")
+        (first.path / CHECKPOINT).write_bytes(b"x")
+        with pytest.raises(VaelabError, match="being written by another"):
+            RunDir.existing(tmp_path / "run")
+    with RunDir.existing(tmp_path / "run"):  # released: resuming is fine now
+        pass
+    with pytest.raises(VaelabError, match="already holds a run"):
+        RunDir.new(tmp_path / "run")
+
+
+def _claim(path, barrier, results):
+    barrier.wait()
+    try:
+        with RunDir.new(path) as run:
+            (run.path / CHECKPOINT).write_bytes(b"x")  # the first save
+            barrier.wait()  # hold the lock until everyone has tried
+            results.put(("ok", str(run.path)))
+    except VaelabError as exc:
+        barrier.wait()
+        results.put(("refused", str(exc)))
+
+
+def _race(target, path, n=4):
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(path, barrier, results)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=30) for _ in procs]
+    for p in procs:
+        p.join()
+    return outcomes
+
+
+def test_writers_started_at_the_same_instant_one_wins(tmp_path):
+    outcomes = _race(_claim, tmp_path / "run")
+    assert sorted(kind for kind, _ in outcomes) == ["ok", "refused", "refused", "refused"]
+    assert all("being written by another" in text or "already holds a run" in text
+               for kind, text in outcomes if kind == "refused")
+
+
+def test_default_names_never_collide_even_in_the_same_second(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(rundir.time, "strftime", lambda fmt: "20261125-120000")
+    outcomes = _race(_claim, None)
+    paths = sorted(path for kind, path in outcomes)
+    assert [kind for kind, _ in outcomes] == ["ok"] * 4
+    assert paths == ["runs/20261125-120000", "runs/20261125-120000-2", "runs/20261125-120000-3",
+                     "runs/20261125-120000-4"]
+
+
+def test_a_failed_start_leaves_nothing_behind(tmp_path):
+    with pytest.raises(RuntimeError):
+        with RunDir.new(tmp_path / "a" / "b" / "run"):
+            raise RuntimeError("no GPU")
+    assert os.listdir(tmp_path) == []
+    (tmp_path / "mine").mkdir()  # a folder the user made stays, empty
+    with pytest.raises(KeyboardInterrupt):
+        with RunDir.new(tmp_path / "mine"):
+            raise KeyboardInterrupt
+    assert os.listdir(tmp_path / "mine") == []
+
+
+def test_a_failure_after_the_first_checkpoint_keeps_the_run(tmp_path):
+    with pytest.raises(RuntimeError):
+        with RunDir.new(tmp_path / "run") as run:
+            (run.path / CHECKPOINT).write_bytes(b"x")
+            raise RuntimeError("diverged")
+    assert (tmp_path / "run" / CHECKPOINT).read_bytes() == b"x"
+
+
+def test_a_folder_left_by_a_start_killed_during_its_first_save_can_be_reused(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK).write_text("12345\n")  # what `kill -9` during the first save leaves
+    (run / ".checkpoint.safetensors.0123456789abcdef.tmp").write_bytes(b"half")
+    with RunDir.new(run):
+        assert os.listdir(run) == [LOCK]
+    (run / "notes.txt").write_text("someone else's")
+    with pytest.raises(VaelabError, match="not empty and not a vaelab run"):
+        RunDir.new(run)
