@@ -6,8 +6,10 @@ Trains the article's configuration (without the per-epoch test ELBO) in a fresh
 process for each case, with PyTorch's threads pinned (VAELAB_THREADS=N, what
 vaelab did before it adapted its threads) or adapted to the load (the default),
 first on an idle machine, then while `python -c "while True: pass"` keeps one
-core busy. Prints the median seconds per epoch after the first, and each case
-against the default on the idle machine. Results go in docs/benchmarks.md.
+core busy. The cases take turns, run after run, so that a machine whose speed
+drifts (a shared host) treats them alike. Prints, for each case, the median over
+the runs of the median seconds per epoch after the first, and each case against
+the default on the idle machine. Results go in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -44,24 +46,26 @@ def epoch_seconds(threads: str, epochs: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each case; the best is kept")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each case, taking turns")
     args = parser.parse_args()
     import torch
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{args.epochs} epochs, best of {args.repeats} runs")
+          f"{args.epochs} epochs, median of {args.repeats} runs")
     cases = [("auto", "adapted to the load (default)"), ("2", "2 threads pinned (before)"),
              ("1", "1 thread pinned")]
-    results: dict[tuple[str, bool], float] = {}
+    runs: dict[tuple[str, bool], list[float]] = {}
     for busy in (False, True):
         spinner = subprocess.Popen([sys.executable, "-c", SPIN]) if busy else None
         try:
             time.sleep(0.5)
-            for threads, _ in cases:
-                results[threads, busy] = min(epoch_seconds(threads, args.epochs) for _ in range(args.repeats))
+            for _ in range(args.repeats):
+                for threads, _ in cases:
+                    runs.setdefault((threads, busy), []).append(epoch_seconds(threads, args.epochs))
         finally:
             if spinner:
                 spinner.kill()
+    results = {case: statistics.median(seconds) for case, seconds in runs.items()}
     base = results["auto", False]
     print(f"{'threads':<32} {'idle s/epoch':>13} {'busy s/epoch':>13} {'busy / idle default':>20}")
     for threads, label in cases:

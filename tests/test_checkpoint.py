@@ -34,6 +34,11 @@ from vaelab.model import VAE
 V1_RUN = Path(__file__).parent / "data" / "v1-run"  # written by vaelab 0.1.0; see data/README.md
 
 
+def _row(epoch, reg):
+    return {"epoch": epoch, "reg": reg, "loglike": -90.0, "lower_bound": reg - 90.0, "test_elbo": None,
+            "test_loglike": None, "test_kl": None, "seconds": 0.5, "elapsed": 0.5 * epoch, "step": 10 * epoch}
+
+
 def _checkpoint(tmp_path, *, data_size=784, latent_size=4, hidden_size=8, steps=1, **fields):
     """A checkpoint after `steps` Adam steps; `fields` replace the Checkpoint's (position, data, perm, ...)."""
     torch.manual_seed(0)
@@ -49,7 +54,7 @@ def _checkpoint(tmp_path, *, data_size=784, latent_size=4, hidden_size=8, steps=
         optimizer_state=optimizer.state_dict(),
         rng_state=torch.Generator().manual_seed(9).get_state(),
         position=Position(epoch=2, batch=0, step=20, elapsed=1.5),
-        metrics=[{"epoch": 1, "reg": -1.0}, {"epoch": 2, "reg": -2.0}],
+        metrics=[_row(1, -1.0), _row(2, -2.0)],
         data={"source": "test"},
     )
     ckpt = Checkpoint(**{**values, **fields})
@@ -291,6 +296,14 @@ FORGERIES = {  # name: (edit, what the error says)
     "unknown config key": (_metadata_edit("config", _set("colour", "red")), "config: unknown key(s) colour"),
     "metrics not a list": (lambda t, m: m.__setitem__("metrics", '{"epoch": 1}'),
                            "its metrics are not a list of tables"),
+    "a metrics row missing": (lambda t, m: m.__setitem__("metrics", json.dumps(json.loads(m["metrics"])[:1])),
+                              "it holds 1 rows of metrics for 2 epochs"),
+    "a metrics row without its epoch": (
+        lambda t, m: m.__setitem__("metrics", json.dumps([{**r, "epoch": "1"} for r in json.loads(m["metrics"])])),
+        "its metrics row 1 is numbered '1'"),
+    "a metric that is not a number": (
+        lambda t, m: m.__setitem__("metrics", json.dumps([{**r, "loglike": "x"} for r in json.loads(m["metrics"])])),
+        "its metrics row 1 has loglike 'x'"),
     "data digests not a table": (_metadata_edit("data", _set("sha256", ["abc"])),
                                  "its data sha256 is not a table of file digests"),
     "extra metadata": (lambda t, m: m.__setitem__("comment", "hi"), "its metadata has an unexpected 'comment'"),

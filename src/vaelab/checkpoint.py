@@ -230,8 +230,7 @@ def _parse(raw: bytes) -> Checkpoint:
     with torch.device("meta"):  # names and shapes only: nothing is allocated
         model = VAE(**model_args)
     position, data = _check_position(meta["position"]), _check_data(meta["data"])
-    _check(isinstance(meta["metrics"], list) and all(isinstance(m, dict) for m in meta["metrics"]),
-           "its metrics are not a list of tables")
+    _check_metrics(meta["metrics"], position)
     return Checkpoint(
         config=config,
         model_args=model_args,
@@ -309,6 +308,23 @@ def _is_number(value: Any) -> bool:
 
 def _describe(t: torch.Tensor) -> str:
     return f"{str(t.dtype).removeprefix('torch.')} {list(t.shape)}"
+
+
+_METRIC_NUMBERS = ("reg", "loglike", "lower_bound", "seconds", "elapsed")  # what the log and the curves read
+_METRIC_OPTIONAL = ("test_elbo", "test_loglike", "test_kl")
+
+
+def _check_metrics(rows: Any, position: Position) -> None:
+    """One row per completed epoch, numbered 1, 2, …, holding the numbers the log and the curves read."""
+    _check(isinstance(rows, list) and all(isinstance(m, dict) for m in rows), "its metrics are not a list of tables")
+    _check(len(rows) == position.epoch, f"it holds {len(rows)} rows of metrics for {position.epoch} epochs")
+    for i, row in enumerate(rows, start=1):
+        _check(row.get("epoch") == i and _is_int(row["epoch"]),
+               f"its metrics row {i} is numbered {_show(row.get('epoch'))}")
+        for key in _METRIC_NUMBERS:
+            _check(_is_number(row.get(key)), f"its metrics row {i} has {key} {_show(row.get(key))}")
+        for key in _METRIC_OPTIONAL:
+            _check(row.get(key) is None or _is_number(row[key]), f"its metrics row {i} has {key} {_show(row[key])}")
 
 
 def _check_config(values: Any) -> TrainConfig:

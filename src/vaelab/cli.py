@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def int_between(low: int, high: int):
+def int_between(low: int, high: int, *, commas: bool = True):
     """argparse type of an integer from `low` to `high`: a typo cannot ask for a giant figure."""
 
     def parse(text: str) -> int:
@@ -87,10 +87,16 @@ def int_between(low: int, high: int):
         except ValueError:
             value = None
         if value is None or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be an integer from {low:,} to {high:,}, got {text}")
+            shown = f"{low:,} to {high:,}" if commas else f"{low} to {high}"
+            raise argparse.ArgumentTypeError(f"must be an integer from {shown}, got {text}")
         return value
 
     return parse
+
+
+def seed_type(text: str) -> int:
+    """argparse type of a seed: an integer from 0 to 2**63 - 1."""
+    return int_between(0, MAX_SEED, commas=False)(text)
 
 
 def _explore_parser(sub, name: str, help: str, *, stats: bool = True, style: bool = True):
@@ -258,14 +264,6 @@ def cmd_report(args: argparse.Namespace) -> int:
                         progress=sys.stderr.isatty(), echo=print)
     print(f"report written to {display(path)}")
     return 0
-
-
-def seed_type(text: str) -> int:
-    """argparse type of a seed: an integer from 0 to 2**63 - 1."""
-    value = int(text)
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {MAX_SEED}, got {text}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:

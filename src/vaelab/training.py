@@ -218,6 +218,9 @@ def _start(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, echo: Ec
     if ckpt is None:
         session.save()  # epoch 0, the untrained model: the run directory is complete at once
         return session
+    if ckpt.model_args["data_size"] != data.train.shape[1]:
+        raise VaelabError(f"{display(run_dir)} models images of {ckpt.model_args['data_size']} pixels, but "
+                          f"{display(data.info['source'])} holds images of {data.train.shape[1]}")
     differences = data_mismatches(ckpt.data.get("sha256", {}), data.info["sha256"])
     if differences:
         raise VaelabError(
