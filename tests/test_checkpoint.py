@@ -22,7 +22,6 @@ from vaelab.checkpoint import (
     atomic_write,
     load_checkpoint,
     load_run,
-    prepare_run_dir,
     read_checkpoint,
     save_checkpoint,
 )
@@ -30,6 +29,7 @@ from vaelab.config import TrainConfig
 from vaelab.device import restore_generator, state_origin
 from vaelab.errors import VaelabError
 from vaelab.model import VAE
+from vaelab.rundir import prepare_run_dir
 
 V1_RUN = Path(__file__).parent / "data" / "v1-run"  # written by vaelab 0.1.0; see data/README.md
 
@@ -152,22 +152,6 @@ def test_missing_and_damaged_runs_get_clear_errors(tmp_path):
         (path / CHECKPOINT).write_bytes(damaged)
         with pytest.raises(VaelabError, match="damaged"):
             load_checkpoint(path)
-
-
-def test_prepare_run_dir_protects_existing_data(tmp_path):
-    path, *_ = _checkpoint(tmp_path)
-    with pytest.raises(VaelabError, match="already holds a run"):
-        prepare_run_dir(path)
-    (tmp_path / "busy").mkdir()
-    (tmp_path / "busy" / "notes.txt").write_text("mine")
-    with pytest.raises(VaelabError, match="not empty"):
-        prepare_run_dir(tmp_path / "busy")
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(VaelabError, match="is a file"):
-        prepare_run_dir(tmp_path / "file")
-    (tmp_path / "empty").mkdir()
-    assert prepare_run_dir(tmp_path / "empty").is_dir()
-    assert prepare_run_dir(tmp_path / "new" / "nested").is_dir()
 
 
 def _mid_epoch(tmp_path, latent_size=4, hidden_size=8, **kw):

@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import sys
 
-from vaelab.errors import Stopped
-from vaelab.signals import deferred, name
+from vaelab.signals import deferred, report
 
 
 def main() -> int:
     try:
         with deferred():
             from vaelab.cli import main as run
-    except Stopped as exc:
-        print(f"vaelab: stopped by {name(exc.signum)}", file=sys.stderr)
-        return 128 + exc.signum
-    except KeyboardInterrupt:
-        print("vaelab: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP as Stopped
+        line, status = report(exc)
+        print(line, file=sys.stderr)
+        return status
     return run()
 
 

@@ -85,13 +85,6 @@ class Run:
 
 
 # --- writing --------------------------------------------------------------------
-def prepare_run_dir(path: str | Path) -> Path:
-    """Make a fresh run folder; see vaelab.rundir (kept here for older imports)."""
-    from vaelab.rundir import prepare_run_dir as prepare
-
-    return prepare(path)
-
-
 def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
     """Write the checkpoint, then the human-readable config and metrics beside it."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in ckpt.model_state.items()}

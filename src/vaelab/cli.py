@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from vaelab.config import MAX_SEED, TrainConfig, flag
-from vaelab.errors import Stopped, TrainingInterrupted, VaelabError
+from vaelab.errors import TrainingInterrupted, VaelabError
 from vaelab.files import display
-from vaelab.signals import deferred, raise_on_stop_signals
-from vaelab.signals import name as signal_name
+from vaelab.signals import deferred, raise_on_stop_signals, report
 
 RESUMABLE = {"epochs", "device", "data_dir"}  # what may change when a run is continued
 
@@ -299,12 +298,10 @@ def _run(argv: list[str] | None) -> int:
         where = f"{display(exc.filename)}: " if exc.filename else ""
         print(f"vaelab: error: {where}{exc.strerror or exc}; check the path and its permissions", file=sys.stderr)
         return 2
-    except Stopped as exc:
-        print(f"vaelab: stopped by {signal_name(exc.signum)}", file=sys.stderr)
-        return 128 + exc.signum
-    except KeyboardInterrupt:
-        print("vaelab: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP as Stopped
+        line, status = report(exc)
+        print(line, file=sys.stderr)
+        return status
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

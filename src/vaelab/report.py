@@ -87,7 +87,7 @@ def _draw(run: Run, codes: explore.Codes, test_codes: explore.Codes, *, seed: in
     def add(title: str, caption: str, name: str, draw: Callable[..., Path]) -> None:
         start = time.perf_counter()
         path = draw(path=explore.default_path(run, name), root=run.path)
-        echo(f"  {name:<12} {time.perf_counter() - start:5.1f} s  {display(path)}")
+        echo(f"  {name:<17} {time.perf_counter() - start:5.1f} s  {display(path)}")
         figures.append((title, caption, path))
 
     add("Training curves", "Per-image ELBO and its two terms after each epoch, on the training set (mean over "
@@ -112,7 +112,7 @@ def _draw(run: Run, codes: explore.Codes, test_codes: explore.Codes, *, seed: in
         add("", "", "interpolate-slerp", lambda **to: explore.figure_interpolate(  # same section
             run, codes, start=c, end=d, steps=10, method="slerp", style=style, **to))
     else:
-        echo(f"  {'interpolate':<12} skipped: the training images hold only the digit {_names(classes)}")
+        echo(f"  {'interpolate':<17} skipped: the training images hold only the digit {_names(classes)}")
     method_name = {"tsne": "t-SNE", "pca": "PCA", "umap": "UMAP"}[embed_method]
     add("Map of the latent space", f"{method_name} of the posterior means of {n:,} training images. Only the "
         "codes go into the map; the labels only colour it.", "embed",

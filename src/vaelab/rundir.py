@@ -42,7 +42,7 @@ class RunDir:
             _check_reusable(path)
             created = _make_folders(path)
         run = cls(path, created)
-        run._acquire()
+        run._acquire(", or choose another --out")
         try:
             _check_reusable(path)  # again, now that nobody else can change it
             remove_leftovers(path)
@@ -55,11 +55,11 @@ class RunDir:
     def existing(cls, path: str | Path) -> RunDir:
         """An existing run, to continue training it."""
         run = cls(Path(path), [])
-        run._acquire()
+        run._acquire("")
         remove_leftovers(run.path)
         return run
 
-    def _acquire(self) -> None:
+    def _acquire(self, alternative: str) -> None:
         try:
             acquired = self._lock.__enter__()
         except OSError as exc:
@@ -68,7 +68,7 @@ class RunDir:
         if not acquired:
             raise VaelabError(
                 f"{display(self.path)} is being written by another vaelab process{_holder(self.path)}; "
-                "wait for it to finish or stop it, or choose another --out"
+                f"wait for it to finish or stop it{alternative}"
             )
         _write_pid(self.path / LOCK)
 

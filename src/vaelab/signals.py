@@ -20,6 +20,13 @@ def name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
+def report(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """The line and the exit status of a command a stop signal ended (not in training, which says more)."""
+    if isinstance(exc, Stopped):
+        return f"vaelab: stopped by {name(exc.signum)}", 128 + exc.signum
+    return "vaelab: interrupted", 128 + signal.SIGINT
+
+
 @contextmanager
 def deferred() -> Iterator[None]:
     """Hold stop signals while the block runs, then act on the first one that came.
