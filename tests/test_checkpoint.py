@@ -323,7 +323,7 @@ MID_EPOCH_FORGERIES = {
                           "tensor 'epoch.perm' is not an int64 permutation of the 100 training images"),
     "no sums": (lambda t: t.pop("epoch.sums"), "its position is batch 3 of an epoch, but the epoch's order or sums"),
     "three sums": (lambda t: t.__setitem__("epoch.sums", torch.zeros(3, dtype=torch.float64)),
-                   "tensor 'epoch.sums' is float64 [3], not two float sums"),
+                   "tensor 'epoch.sums' is float64 [3], not 2 float sums"),
 }
 
 

@@ -86,3 +86,87 @@ def test_importance_weighted_log_likelihood_is_log_mean_exp():
     torch.testing.assert_close(importance_weighted_log_likelihood(log_w[:1]), log_w[0], rtol=0, atol=0)
     same = torch.full((1000, 3), -93.5, dtype=torch.float64)
     torch.testing.assert_close(importance_weighted_log_likelihood(same), same[0], rtol=1e-12, atol=1e-12)
+
+
+# --- objectives ------------------------------------------------------------------
+def _net(seed=0, data=12, latent=3):
+    from vaelab.model import VAE
+
+    torch.manual_seed(seed)
+    model = VAE(data_size=data, latent_size=latent, hidden_size=8).double()
+    x = (torch.rand(5, data, dtype=torch.float64) > 0.5).double()
+    return model, x
+
+
+def test_the_registry_names_every_objective_the_config_offers():
+    from vaelab.config import OBJECTIVES as NAMES
+    from vaelab.objectives import OBJECTIVES
+
+    assert tuple(OBJECTIVES) == NAMES
+
+
+def test_the_elbo_is_the_articles_loss_term_for_term():
+    from vaelab.objectives import elbo
+
+    model, x = _net()
+    terms = elbo(model, x, torch.Generator().manual_seed(3))
+    mu, var = model.encode(x)
+    noise = torch.randn(mu.shape, generator=torch.Generator().manual_seed(3), dtype=mu.dtype)
+    z = mu + var.sqrt() * noise
+    loglike = -torch.nn.functional.binary_cross_entropy_with_logits(model.decode(z), x, reduction="none").sum(-1)
+    reg = 0.5 * (1 + var.log() - mu.pow(2) - var).sum(-1)  # the article's `reg`
+    assert torch.equal(terms.loglike, loglike) and torch.equal(terms.kl, -reg)
+    assert torch.equal(terms.value, loglike + reg)
+
+
+def test_k_samples_average_k_single_sample_bounds():
+    from vaelab.objectives import elbo
+
+    model, x = _net()
+    many = elbo(model, x, torch.Generator().manual_seed(4), samples=6)
+    mu, var = model.encode(x)
+    noise = torch.randn((6, *mu.shape), generator=torch.Generator().manual_seed(4), dtype=mu.dtype)
+    each = torch.stack([bernoulli_log_likelihood(model.decode(mu + var.sqrt() * e), x) for e in noise])
+    torch.testing.assert_close(many.loglike, each.mean(0), rtol=0, atol=1e-12)
+    assert many.value.shape == (5,)
+
+
+def test_beta_weights_the_kl_and_zero_leaves_the_reconstruction():
+    from vaelab.objectives import elbo
+
+    model, x = _net()
+    plain = elbo(model, x, torch.Generator().manual_seed(5))
+    weighted = elbo(model, x, torch.Generator().manual_seed(5), beta=4.0)
+    zero = elbo(model, x, torch.Generator().manual_seed(5), beta=0.0)
+    torch.testing.assert_close(weighted.value, plain.loglike - 4.0 * plain.kl, rtol=0, atol=1e-12)
+    assert torch.equal(zero.value, plain.loglike) and torch.equal(weighted.kl, plain.kl)
+
+
+def test_iwae_is_the_importance_weighted_bound_of_its_samples():
+    from vaelab.objectives import iwae
+
+    model, x = _net()
+    k = 7
+    terms = iwae(model, x, torch.Generator().manual_seed(6), samples=k)
+    mu, var = model.encode(x)
+    noise = torch.randn((k, *mu.shape), generator=torch.Generator().manual_seed(6), dtype=mu.dtype)
+    z = mu + var.sqrt() * noise
+    log_w = (Bernoulli(logits=model.decode(z)).log_prob(x).sum(-1) + Normal(0.0, 1.0).log_prob(z).sum(-1)
+             - Normal(mu, var.sqrt()).log_prob(z).sum(-1))
+    expected = torch.logsumexp(log_w, 0) - math.log(k)
+    torch.testing.assert_close(terms.value, expected, rtol=1e-12, atol=1e-10)
+
+
+def test_iwae_tightens_with_k_and_equals_the_sampled_elbo_at_k1():
+    from vaelab.objectives import iwae
+
+    model, x = _net()
+    one = iwae(model, x, torch.Generator().manual_seed(7), samples=1)
+    mu, var = model.encode(x)
+    z = mu + var.sqrt() * torch.randn(mu.shape, generator=torch.Generator().manual_seed(7), dtype=mu.dtype)
+    sampled = bernoulli_log_likelihood(model.decode(z), x) + standard_normal_log_density(z) - gaussian_log_density(
+        z, mu, var)
+    torch.testing.assert_close(one.value, sampled, rtol=0, atol=1e-12)
+    many = x.repeat(400, 1)
+    means = [iwae(model, many, torch.Generator().manual_seed(8), samples=k).value.mean() for k in (1, 5, 50)]
+    assert means[0] < means[1] < means[2]  # Burda et al. (2015), theorem 1, in expectation over 2,000 images

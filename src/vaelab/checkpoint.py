@@ -250,7 +250,7 @@ def _parse(raw: bytes) -> Checkpoint:
         position=position,
         metrics=meta["metrics"],
         data=data,
-        **epoch_extras(tensors, position.batch, data, config.batch_size),
+        **epoch_extras(tensors, position.batch, data, config),
     )
 
 

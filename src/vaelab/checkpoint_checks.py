@@ -201,7 +201,7 @@ def check_data(values: Any) -> dict[str, Any]:
 
 
 def epoch_extras(tensors: dict[str, torch.Tensor], batch: int, data: dict[str, Any],
-                 batch_size: int) -> dict[str, torch.Tensor | None]:
+                 config: TrainConfig) -> dict[str, torch.Tensor | None]:
     """Mid-epoch (batch > 0), the epoch's order of images and its running sums; otherwise neither."""
     perm, sums = tensors.get("epoch.perm"), tensors.get("epoch.sums")
     if batch == 0:
@@ -214,8 +214,9 @@ def epoch_extras(tensors: dict[str, torch.Tensor], batch: int, data: dict[str, A
     check(perm.dtype == torch.int64 and perm.dim() == 1 and perm.numel() == n
            and torch.equal(perm.sort().values, torch.arange(n)),
            f"tensor 'epoch.perm' is not an int64 permutation of the {n} training images")
-    check(batch <= math.ceil(n / batch_size),
+    check(batch <= math.ceil(n / config.batch_size),
            f"its position batch {batch} is past the end of an epoch of {n} images")
-    check(sums.dtype in (torch.float32, torch.float64) and sums.shape == (2,),
-           f"tensor 'epoch.sums' is {_describe(sums)}, not two float sums")
+    n_sums = 3 if config.logs_objective else 2  # -KL, log-likelihood and perhaps the objective's value
+    check(sums.dtype in (torch.float32, torch.float64) and sums.shape == (n_sums,),
+           f"tensor 'epoch.sums' is {_describe(sums)}, not {n_sums} float sums")
     return {"perm": perm, "sums": sums}

@@ -29,10 +29,12 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 OPTIMIZERS = ("adam", "rmsprop")
 BINARIZATIONS = ("threshold", "dynamic")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+OBJECTIVES = ("elbo", "beta", "iwae")  # vaelab.objectives.OBJECTIVES
 MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds; JSON readers keep 63 bits exactly
 # Upper limits of the sizes a user can type. Whether a network of the sizes allowed
 # fits in memory is checked again when training starts (vaelab.training).
-LIMITS = {"latent_size": 10_000, "hidden_size": 100_000, "epochs": 1_000_000, "batch_size": 1_000_000}
+LIMITS = {"latent_size": 10_000, "hidden_size": 100_000, "epochs": 1_000_000, "batch_size": 1_000_000,
+          "samples": 5_000}
 
 
 def _option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -50,6 +52,14 @@ class TrainConfig:
     epochs: int = _option(10, "total passes over the training set")
     batch_size: int = _option(128, "images per optimisation step")
     lr: float = _option(1e-3, "learning rate")
+    objective: str = _option(
+        "elbo",
+        "elbo: the article's ELBO; beta: the ELBO with the KL weighted by --beta (Higgins et al. 2017); "
+        "iwae: the importance-weighted bound with --samples K (Burda et al. 2015)",
+        OBJECTIVES,
+    )
+    samples: int = _option(1, "samples of z per image: elbo and beta average K one-sample bounds, iwae uses K")
+    beta: float = _option(1.0, "weight of the KL term, with --objective beta (1 is the ELBO)")
     optimizer: str = _option(
         "adam", "adam, or centred rmsprop (the article found adam slightly better)", OPTIMIZERS
     )
@@ -72,6 +82,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check_types(self)
         _check_values(self)
+
+    @property
+    def logs_objective(self) -> bool:
+        """Whether training logs the objective's own value besides the ELBO (all but the article's)."""
+        return not (self.objective == "elbo" and self.samples == 1)
 
     @property
     def hidden(self) -> int:
@@ -168,6 +183,12 @@ def _check_values(c: TrainConfig) -> None:
         value = getattr(c, name)
         if value is not None and value > limit:
             fail(name, f"must be at most {limit:,}")
+    if c.samples < 1:
+        fail("samples", "must be at least 1")
+    if not (math.isfinite(c.beta) and c.beta >= 0):
+        fail("beta", "must be a finite number, 0 or more")
+    if c.beta != 1.0 and c.objective != "beta":
+        fail("beta", f"weights the KL only with --objective beta (the objective is {c.objective})")
     if not (math.isfinite(c.lr) and c.lr > 0):
         fail("lr", "must be a positive finite number such as 0.001")
     if not 0 <= c.seed <= MAX_SEED:

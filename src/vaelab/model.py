@@ -8,24 +8,13 @@ hidden = 2 x latent unless set. Layer names match the article's `Encode` and
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaelab.objectives import bernoulli_log_likelihood, kl_to_standard_normal, reparameterize
+from vaelab.objectives import ElboTerms, elbo
 
-
-class ElboTerms(NamedTuple):
-    """Per-example terms of the evidence lower bound, each (B,), in nats."""
-
-    loglike: torch.Tensor  # E_q[log p(x|z)], one-sample estimate
-    kl: torch.Tensor  # KL(q(z|x) || p(z)), analytic; the article's reg is -kl
-
-    @property
-    def elbo(self) -> torch.Tensor:
-        return self.loglike - self.kl
+__all__ = ["VAE", "Encoder", "Decoder", "ElboTerms"]
 
 
 class Encoder(nn.Module):
@@ -88,8 +77,6 @@ class VAE(nn.Module):
         return self.decoder(z)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> ElboTerms:
-        """One-sample ELBO terms for a batch of binary images x of shape (B, D)."""
-        mu, var = self.encode(x)
-        noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        z = reparameterize(mu, var, noise)
-        return ElboTerms(loglike=bernoulli_log_likelihood(self.decode(z), x), kl=kl_to_standard_normal(mu, var))
+        """One-sample ELBO terms for a batch of binary images x of shape (B, D) (vaelab.objectives.elbo)."""
+        terms = elbo(self, x, generator)
+        return ElboTerms(loglike=terms.loglike, kl=terms.kl)

@@ -10,6 +10,7 @@ bit for bit where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import signal
 import time
@@ -40,7 +41,8 @@ from vaelab.download import download_mnist
 from vaelab.errors import Diverged, TrainingInterrupted, VaelabError
 from vaelab.evaluate import elbo_terms
 from vaelab.files import display
-from vaelab.model import VAE, ElboTerms
+from vaelab.model import VAE
+from vaelab.objectives import OBJECTIVES, ElboTerms, Objective, Terms, elbo
 from vaelab.resources import ThreadTuner, check_fits
 from vaelab.rundir import RunDir
 from vaelab.signals import STOP
@@ -105,14 +107,28 @@ def build_optimizer(config: TrainConfig, model: VAE, device: torch.device) -> to
     return torch.optim.RMSprop(params, lr=config.lr, centered=True, foreach=True)
 
 
-def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, generator: torch.Generator) -> ElboTerms:
-    """One gradient step on the negative ELBO (the article's `loss = -lowerBound`)."""
-    terms = model(x, generator)
-    loss = -terms.elbo.mean()
+def build_objective(config: TrainConfig) -> Objective:
+    """The config's objective with its options: objective(model, x, generator) -> Terms."""
+    return functools.partial(OBJECTIVES[config.objective], samples=config.samples, beta=config.beta)
+
+
+def objective_label(config: TrainConfig) -> str | None:
+    """The log's name for the objective's own value; None for the article's ELBO, logged as lowerBound."""
+    if not config.logs_objective:
+        return None
+    return {"elbo": f"ELBO K={config.samples}", "beta": f"beta={config.beta:g}",
+            "iwae": f"IWAE K={config.samples}"}[config.objective]
+
+
+def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, generator: torch.Generator,
+               objective: Objective = elbo) -> Terms:
+    """One gradient step on the negative objective (for the ELBO, the article's `loss = -lowerBound`)."""
+    terms = objective(model, x, generator)
+    loss = -terms.value.mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return ElboTerms(terms.loglike.detach(), terms.kl.detach())
+    return Terms(*(t.detach() for t in terms))
 
 
 def train(config: TrainConfig, out: str | Path | None = None, *, progress: bool = False, echo: Echo = print) -> Run:
@@ -191,6 +207,7 @@ class _Session:
     sums: torch.Tensor | None = None  # its running sums of reg and loglike over images
     saved: Position | None = None  # where the checkpoint on disk stands
     threads: ThreadTuner | None = None  # CPU threads, adapted to the machine's load
+    objective: Objective = elbo  # the config's, with its options
 
     def save(self) -> None:
         """Write a checkpoint; mid-epoch, the permutation and sums go with it. Never a diverged one."""
@@ -246,7 +263,9 @@ def _fit(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, *, progres
     s = _start(run_dir, config, ckpt, echo)
     echo(f"training on {s.data.train.device}: {s.data.info['n_train']} images from "
          f"{s.data.info['source']}, {config.binarization} binarization -> {run_dir}")
-    echo(HEADER)
+    label = objective_label(config)
+    echo(HEADER + (f" {label:>13}" if label else ""))
+    s.objective = build_objective(config)
     s.threads = ThreadTuner(s.data.train.device)
     with _stop_guard() as stop, _restoring(s.threads):
         while s.position.epoch < config.epochs:
@@ -279,21 +298,22 @@ def _train_epoch(s: _Session, stop: Callable[[], int], progress: bool) -> bool:
     if s.perm is None:
         s.perm = torch.randperm(n, generator=s.generator, device=s.data.train.device)
         dtype = torch.float32 if s.data.train.device.type == "mps" else torch.float64  # mps has no float64
-        s.sums = torch.zeros(2, dtype=dtype, device=s.data.train.device)
+        s.sums = torch.zeros(sums_size(s.config), dtype=dtype, device=s.data.train.device)
     bar = tqdm(total=n_batches, initial=s.position.batch, desc=f"epoch {epoch}/{s.config.epochs}",
                unit="batch", leave=False, disable=not progress, dynamic_ncols=True)
     with bar:
         for b in range(s.position.batch, n_batches):
             x = s.data.batch(s.perm[b * batch_size:(b + 1) * batch_size], s.generator)
-            terms = train_step(s.model, s.optimizer, x, s.generator)
-            s.sums += torch.stack([-terms.kl.sum(), terms.loglike.sum()]).to(s.sums.dtype)
+            terms = train_step(s.model, s.optimizer, x, s.generator, s.objective)
+            sums = [-terms.kl.sum(), terms.loglike.sum()] + ([terms.value.sum()] if len(s.sums) == 3 else [])
+            s.sums += torch.stack(sums).to(s.sums.dtype)
             s.position.batch, s.position.step = b + 1, s.position.step + 1
             bar.update()
             if b % 50 == 49 or stop():  # .item() syncs a GPU: only now and then
                 _check_finite(s)
                 s.threads.adjust()
                 if progress:
-                    bar.set_postfix(lowerBound=f"{s.sums.sum().item() / min(n, (b + 1) * batch_size):.2f}")
+                    bar.set_postfix(lowerBound=f"{s.sums[:2].sum().item() / min(n, (b + 1) * batch_size):.2f}")
             if stop():
                 return False
     _check_finite(s)
@@ -302,9 +322,11 @@ def _train_epoch(s: _Session, stop: Callable[[], int], progress: bool) -> bool:
 
 def _epoch_metrics(s: _Session, started: float) -> dict[str, Any]:
     """The epoch's row of the log: per-image means in nats, and the test-set ELBO."""
-    reg, loglike = (s.sums / len(s.data.train)).tolist()
+    reg, loglike, *value = (s.sums / len(s.data.train)).tolist()
     row = {"epoch": s.position.epoch + 1, "reg": reg, "loglike": loglike, "lower_bound": reg + loglike,
            "test_elbo": None, "test_loglike": None, "test_kl": None}
+    if value:  # the objective's own value, when it is not the article's ELBO
+        row["objective"] = value[0]
     if s.config.test_every_epoch:
         test = _test_scores(s.model, s.data, s.config)
         row.update(test_elbo=test.elbo.mean().item(), test_loglike=test.loglike.mean().item(),
@@ -324,8 +346,14 @@ def _test_scores(model: VAE, data: TrainData, config: TrainConfig) -> ElboTerms:
 def format_row(m: dict[str, Any]) -> str:
     """One line of the article's per-epoch log: per-image means in nats, plus test ELBO."""
     test = f"{m['test_elbo']:10.2f}" if m.get("test_elbo") is not None else f"{'-':>10}"
+    own = f" {m['objective']:13.2f}" if m.get("objective") is not None else ""
     return (f"{m['epoch']:5d} {m['reg']:9.2f} {m['loglike']:10.2f} {m['lower_bound']:11.2f} "
-            f"{test} {m['elapsed']:8.1f}")
+            f"{test} {m['elapsed']:8.1f}{own}")
+
+
+def sums_size(config: TrainConfig) -> int:
+    """Running sums of an epoch: -KL and log-likelihood, and the objective's value unless it is the ELBO."""
+    return 3 if config.logs_objective else 2
 
 
 def training_memory(config: TrainConfig, data_size: int, n_train: int) -> int:
@@ -337,7 +365,7 @@ def training_memory(config: TrainConfig, data_size: int, n_train: int) -> int:
     with torch.device("meta"):
         model = VAE(data_size=data_size, latent_size=config.latent_size, hidden_size=config.hidden)
     params = sum(p.numel() for p in model.parameters())
-    per_image = 4 * config.hidden + 6 * config.latent_size + 4 * data_size
+    per_image = (4 * config.hidden + 6 * config.latent_size + 4 * data_size) * config.samples
     batch = max(min(config.batch_size, n_train), 2000)
     return 4 * (4 * params + 3 * batch * per_image)
 
