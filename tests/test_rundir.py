@@ -41,6 +41,15 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_run(tmp_path):
         RunDir.new(tmp_path / "run")
 
 
+def test_a_run_being_started_is_reported_as_busy_not_as_foreign_files(tmp_path):
+    with RunDir.new(tmp_path / "run") as first:
+        (first.path / "config.json").write_text("{}")  # written before the first checkpoint
+        with pytest.raises(VaelabError, match="being written by another vaelab process"):
+            RunDir.new(tmp_path / "run")
+    with pytest.raises(VaelabError, match="not empty and not a vaelab run"):
+        RunDir.new(tmp_path / "run")  # released: now the file is judged for what it is
+
+
 def _claim(path, barrier, results):
     barrier.wait()
     try:

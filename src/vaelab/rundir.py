@@ -39,7 +39,7 @@ class RunDir:
             path, created = _unique_folder(RUNS, time.strftime("%Y%m%d-%H%M%S"))
         else:
             path = Path(out)
-            _check_reusable(path)
+            _check_reusable(path, locked=False)
             created = _make_folders(path)
         run = cls(path, created)
         run._acquire(", or choose another --out")
@@ -99,16 +99,26 @@ def prepare_run_dir(path: str | Path) -> Path:
     return path
 
 
-def _check_reusable(path: Path) -> None:
-    """Refuse a folder that holds a run or anything vaelab did not write there."""
-    if (path / CHECKPOINT).exists():
+def _check_reusable(path: Path, *, locked: bool = True) -> None:
+    """Refuse a folder that holds a run or anything vaelab did not write there.
+
+    The folder is listed once, so a run another process saves meanwhile is seen
+    as a run, never as foreign files. Before the lock is held (`locked=False`), a
+    folder with a lock file may be one another vaelab process is starting: the
+    lock decides, and the check is made again once it is held.
+    """
+    try:
+        names = os.listdir(path) if path.is_dir() and not path.is_symlink() else []
+    except OSError as exc:
+        raise VaelabError(f"cannot read --out {display(path)}: {exc.strerror}") from None
+    if CHECKPOINT in names:
         raise VaelabError(
             f"{display(path)} already holds a run; continue it with `vaelab train --resume {display(path)} "
             "--epochs N`, or choose another --out"
         )
     if path.is_symlink() or (path.exists() and not path.is_dir()):
         raise VaelabError(f"--out {display(path)} is a file or a link; give a folder path for the run")
-    if path.is_dir() and any(not _ours(p.name) for p in path.iterdir()):
+    if any(not _ours(name) for name in names) and (locked or LOCK not in names):
         raise VaelabError(
             f"--out {display(path)} is a folder that is not empty and not a vaelab run; "
             "choose a new or empty folder so nothing in it is overwritten"
