@@ -32,9 +32,14 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
         default = f.default
-        kind = next(t for t in typing.get_args(hints[f.name]) or (hints[f.name],) if t is not type(None))
+        hint = hints[f.name]
+        kind = hint if typing.get_origin(hint) is tuple else next(
+            t for t in typing.get_args(hint) or (hint,) if t is not type(None))
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is tuple or f.name == "hidden_size":
+            kwargs["type"] = widths if f.name == "hidden_size" else (lambda text: _as_list(widths(text)))
+            kwargs["metavar"] = "N[,N...]"
         else:
             kwargs["type"] = kind  # int, float or str: argparse rejects '1e-3x' itself
             kwargs["metavar"] = f.name.split("_")[-1].upper()
@@ -91,6 +96,22 @@ def int_between(low: int, high: int, *, commas: bool = True):
         return value
 
     return parse
+
+
+def widths(text: str) -> int | tuple[int, ...]:
+    """argparse type of layer widths: '96' is one width, '512,256' (or '512 256') a list of them."""
+    parts = text.replace(",", " ").split()
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if not values:
+        raise argparse.ArgumentTypeError(f"must be a width such as 96, or a list such as 512,256, got {text!r}")
+    return values[0] if len(values) == 1 and "," not in text else values
+
+
+def _as_list(value: int | tuple[int, ...]) -> tuple[int, ...]:
+    return value if isinstance(value, tuple) else (value,)
 
 
 def seed_type(text: str) -> int:
@@ -196,7 +217,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = resume(args.resume, epochs=epochs, device=given.get("device"),
                      data_dir=given.get("data_dir"), progress=progress)
     else:
-        config = TrainConfig.load(args.config, **given) if args.config else TrainConfig(**given)
+        config = (TrainConfig.load(args.config, **given) if args.config
+                  else TrainConfig.from_dict(given, source="command line"))
         run = train(config, args.out, progress=progress)  # no --out: a new folder under runs/
     print(f"run written to {display(run.path)}  (next: vaelab eval {display(run.path)})")
     return 0

@@ -30,11 +30,16 @@ OPTIMIZERS = ("adam", "rmsprop")
 BINARIZATIONS = ("threshold", "dynamic")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 OBJECTIVES = ("elbo", "beta", "iwae")  # vaelab.objectives.OBJECTIVES
+MODELS = ("mlp", "conv")  # vaelab.models.MODELS
+ACTIVATIONS = ("relu", "tanh")
+VARIANCES = ("softplus", "exp")
+DATASETS = ("mnist", "fashion-mnist", "kmnist", "folder")  # vaelab.catalog.NAMES
 MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds; JSON readers keep 63 bits exactly
 # Upper limits of the sizes a user can type. Whether a network of the sizes allowed
 # fits in memory is checked again when training starts (vaelab.training).
 LIMITS = {"latent_size": 10_000, "hidden_size": 100_000, "epochs": 1_000_000, "batch_size": 1_000_000,
-          "samples": 5_000}
+          "samples": 5_000, "channels": 4_096, "validation": 10_000_000}
+MAX_LAYERS = 16  # hidden layers, or convolutions, a model may have
 
 
 def _option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -45,10 +50,23 @@ def _option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> 
 class TrainConfig:
     """Everything that defines a training run (the article's values by default)."""
 
-    latent_size: int = _option(48, "dimension of the latent code z")
-    hidden_size: int | None = _option(
-        None, "width of the hidden layers; unset means 2 x latent size, as in the article"
+    model: str = _option(
+        "mlp",
+        "mlp: the article's perceptrons; conv: two stride-2 convolutions each way, then the hidden layers",
+        MODELS,
     )
+    latent_size: int = _option(48, "dimension of the latent code z")
+    hidden_size: int | tuple[int, ...] | None = _option(
+        None, "hidden layers: one width for two layers like the article's, or a list such as 512,256 "
+        "(conv: the dense layers after the convolutions); unset means two layers of 2 x latent size"
+    )
+    activation: str = _option("relu", "the nonlinearity between layers (the article's relu, or tanh)",
+                              ACTIVATIONS)
+    variance: str = _option(
+        "softplus", "how the encoder makes the posterior variance: the article's softplus, or exp of a "
+        "log standard deviation as most papers do", VARIANCES,
+    )
+    channels: tuple[int, ...] = _option((32, 64), "conv only: channels of the two convolutions (encoder order)")
     epochs: int = _option(10, "total passes over the training set")
     batch_size: int = _option(128, "images per optimisation step")
     lr: float = _option(1e-3, "learning rate")
@@ -71,11 +89,26 @@ class TrainConfig:
     )
     seed: int = _option(0, "seed for initialisation, shuffling and noise; same seed, same run")
     device: str = _option("auto", "where to train: auto picks cuda, then mps, then cpu", DEVICES)
+    dataset: str = _option(
+        "mnist",
+        "mnist (bundled), fashion-mnist (Debian's dataset-fashion-mnist, or --download), kmnist (--download), "
+        "or folder: any four IDX files in --data-dir",
+        DATASETS,
+    )
     data_dir: str | None = _option(
-        None, "folder with the four MNIST IDX files (flat or MNIST/raw/); unset: the bundled copy"
+        None, "folder with the dataset's four IDX files (flat, or NAME/raw/); unset: the bundled MNIST, or "
+        "where the dataset is installed or downloaded"
     )
     download: bool = _option(
-        False, "fetch missing MNIST files into --data-dir from the public mirrors (checksummed)"
+        False, "fetch the dataset's missing files from its public mirrors (https, checksummed), into --data-dir "
+        "or the download cache"
+    )
+    class_names: str | None = _option(
+        None, "text file of class names, one per line in label order (for --dataset folder; default: "
+        "DATA_DIR/classes.txt if there, else numbers)"
+    )
+    validation: int = _option(
+        0, "training images held out (chosen by --seed) and scored every epoch; 0: none, as in the article"
     )
     test_every_epoch: bool = _option(True, "score the test-set ELBO after every epoch")
 
@@ -89,9 +122,13 @@ class TrainConfig:
         return not (self.objective == "elbo" and self.samples == 1)
 
     @property
-    def hidden(self) -> int:
-        """The hidden-layer width actually used."""
-        return self.hidden_size if self.hidden_size is not None else 2 * self.latent_size
+    def hidden_layers(self) -> tuple[int, ...]:
+        """The widths of the hidden layers actually used (the article's: two of 2 x latent size)."""
+        if self.hidden_size is None:
+            return (2 * self.latent_size,) * 2
+        if isinstance(self.hidden_size, int):
+            return (self.hidden_size,) * 2
+        return self.hidden_size
 
     # --- round trips -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -101,6 +138,8 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
         """Build a config from a mapping, rejecting keys that are not fields."""
         known = {f.name for f in dataclasses.fields(cls)}
+        if "dataset" not in values and values.get("data_dir") is not None:
+            values = {**values, "dataset": "folder"}  # written before datasets had names: any IDX folder
         unknown = sorted(set(values) - known)
         if unknown:
             raise VaelabError(
@@ -152,22 +191,35 @@ def _check_types(config: TrainConfig) -> None:
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        allowed = typing.get_args(hints[f.name]) or (hints[f.name],)
+        allowed = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is not tuple else ()
+        allowed = allowed or (hints[f.name],)
         if value is None and type(None) in allowed:
             continue
         if float in allowed and isinstance(value, int) and not isinstance(value, bool):
             object.__setattr__(config, f.name, float(value))  # 1 is a fine learning rate
             continue
-        ok = any(
-            isinstance(value, t) and not (t is int and isinstance(value, bool))
-            for t in allowed
-            if t is not type(None)
-        )
-        if not ok:
-            names = " or ".join("none" if t is type(None) else t.__name__ for t in allowed)
+        if isinstance(value, list) and any(typing.get_origin(t) is tuple for t in allowed):
+            value = tuple(value)
+            object.__setattr__(config, f.name, value)  # JSON and TOML give lists
+        if not any(_is_a(value, t) for t in allowed if t is not type(None)):
             raise VaelabError(
-                f"{f.name} ({flag(f.name)}) must be {names}, got {value!r}"
+                f"{f.name} ({flag(f.name)}) must be {' or '.join(_type_name(t) for t in allowed)}, got {value!r}"
             )
+
+
+def _is_a(value: Any, kind: Any) -> bool:
+    """isinstance, for the field types a config has: int (never bool), float, str, bool, tuple[int, ...]."""
+    if typing.get_origin(kind) is tuple:
+        return isinstance(value, tuple) and all(_is_a(v, typing.get_args(kind)[0]) for v in value)
+    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+
+
+def _type_name(kind: Any) -> str:
+    if kind is type(None):
+        return "none"
+    if typing.get_origin(kind) is tuple:
+        return f"a list of {typing.get_args(kind)[0].__name__}"
+    return kind.__name__
 
 
 def _check_values(c: TrainConfig) -> None:
@@ -177,12 +229,26 @@ def _check_values(c: TrainConfig) -> None:
     for name in ("latent_size", "epochs", "batch_size"):
         if getattr(c, name) < 1:
             fail(name, "must be at least 1")
-    if c.hidden_size is not None and c.hidden_size < 1:
+    if isinstance(c.hidden_size, int) and c.hidden_size < 1:
         fail("hidden_size", "must be at least 1 (or unset for 2 x latent size)")
+    for name in ("hidden_size", "channels"):
+        widths = getattr(c, name)
+        if isinstance(widths, tuple) and (len(widths) > MAX_LAYERS or any(w < 1 for w in widths)):
+            fail(name, f"must list at most {MAX_LAYERS} widths, each at least 1")
+    if not 1 <= len(c.channels) <= 4:
+        fail("channels", "must list 1 to 4 widths, one per stride-2 convolution")
+    if c.validation < 0:
+        fail("validation", "must be 0 (none) or a number of training images to hold out")
     for name, limit in LIMITS.items():
         value = getattr(c, name)
-        if value is not None and value > limit:
-            fail(name, f"must be at most {limit:,}")
+        if any(v > limit for v in (value if isinstance(value, tuple) else [value]) if v is not None):
+            fail(name, f"must be at most {limit:,}" + (" each" if isinstance(value, tuple) else ""))
+    if c.channels != (32, 64) and c.model != "conv":
+        fail("channels", f"sets the convolutions of --model conv only (the model is {c.model})")
+    if c.class_names is not None and c.dataset != "folder":
+        fail("class_names", f"names the classes of --dataset folder only; {c.dataset} has its own names")
+    if c.dataset == "folder" and c.data_dir is None:
+        fail("dataset", "folder needs --data-dir: the folder holding the four IDX files")
     if c.samples < 1:
         fail("samples", "must be at least 1")
     if not (math.isfinite(c.beta) and c.beta >= 0):
