@@ -29,6 +29,7 @@ from vaelab.config import TrainConfig
 from vaelab.device import restore_generator, state_origin
 from vaelab.errors import VaelabError
 from vaelab.model import VAE
+from vaelab.models import MLPVAE, ConvVAE, args_for, build_model, named_args
 from vaelab.rundir import prepare_run_dir
 
 V1_RUN = Path(__file__).parent / "data" / "v1-run"  # written by vaelab 0.1.0; see data/README.md
@@ -39,17 +40,18 @@ def _row(epoch, reg):
             "test_loglike": None, "test_kl": None, "seconds": 0.5, "elapsed": 0.5 * epoch, "step": 10 * epoch}
 
 
-def _checkpoint(tmp_path, *, data_size=784, latent_size=4, hidden_size=8, steps=1, **fields):
-    """A checkpoint after `steps` Adam steps; `fields` replace the Checkpoint's (position, data, perm, ...)."""
+def _checkpoint(tmp_path, *, image_shape=(28, 28), latent_size=4, hidden_size=8, steps=1, **fields):
+    """A checkpoint after `steps` Adam steps; `fields` replace the Checkpoint's (config, position, data, perm, ...)."""
+    config = fields.pop("config", None) or TrainConfig(latent_size=latent_size, hidden_size=hidden_size, epochs=3)
     torch.manual_seed(0)
-    model = VAE(data_size=data_size, latent_size=latent_size, hidden_size=hidden_size)
+    model = build_model(config.model, args_for(config, image_shape))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(steps):
-        model(torch.ones(2, data_size)).elbo.sum().backward()
+        model(torch.ones(2, model.data_size)).elbo.sum().backward()
         optimizer.step()
     values = dict(
-        config=TrainConfig(latent_size=latent_size, hidden_size=hidden_size, epochs=3),
-        model_args=model.args,
+        config=config,
+        model_args=named_args(model),
         model_state=model.state_dict(),
         optimizer_state=optimizer.state_dict(),
         rng_state=torch.Generator().manual_seed(9).get_state(),
@@ -204,7 +206,7 @@ def test_every_flipped_header_bit_is_damage_never_another_checkpoint(tmp_path):
     The checkpoint is tiny and its optimizer has not stepped (no per-parameter state) to keep the
     ~17,000 flips to seconds; the forgery tests below cover the optimizer's tensors.
     """
-    path, *_ = _mid_epoch(tmp_path, data_size=16, latent_size=2, hidden_size=4, steps=0)
+    path, *_ = _mid_epoch(tmp_path, image_shape=(4, 4), latent_size=2, hidden_size=4, steps=0)
     raw = (path / CHECKPOINT).read_bytes()
     original = read_checkpoint(raw)
     header_bits = 8 * (8 + int.from_bytes(raw[:8], "little"))
@@ -251,13 +253,40 @@ FORGERIES = {  # name: (edit, what the error says)
                     "its position is not valid JSON: NaN is not a number vaelab writes"),
     "zero latent size": (_metadata_edit("model_args", _set("latent_size", 0)),
                          "its model_args latent_size is 0, not a positive integer"),
-    "string hidden size": (_metadata_edit("model_args", _set("hidden_size", "8")),
-                           "its model_args hidden_size is '8', not a positive integer"),
-    "missing data size": (_metadata_edit("model_args", lambda a: a.pop("data_size")),
-                          "its model_args has no data_size"),
-    "extra model arg": (_metadata_edit("model_args", _set("depth", 3)), "its model_args has an unexpected 'depth'"),
-    "model args unlike config": (_metadata_edit("model_args", _set("hidden_size", 9)),
-                                 "its model_args (latent 4, hidden 9) do not match its config (latent 4, hidden 8)"),
+    "string hidden layers": (_metadata_edit("model_args", _set("hidden", "8")),
+                             "its model_args hidden is '8', not a list of at most 16 positive widths"),
+    "missing latent size": (_metadata_edit("model_args", lambda a: a.pop("latent_size")),
+                            "its model_args has no latent_size, which the mlp model needs"),
+    "missing name": (_metadata_edit("model_args", lambda a: a.pop("name")), "its model_args has no name"),
+    "extra model arg": (_metadata_edit("model_args", _set("depth", 3)),
+                        "its model_args has an unexpected 'depth' for the mlp model"),
+    "model args unlike config": (_metadata_edit("model_args", _set("hidden", [9, 9])),
+                                 "its model_args hidden [9, 9] does not match its config's [8, 8]"),
+    "activation unlike config": (_metadata_edit("model_args", _set("activation", "tanh")),
+                                 "its model_args activation 'tanh' does not match its config's 'relu'"),
+    "variance unlike config": (_metadata_edit("model_args", _set("variance", "exp")),
+                               "its model_args variance 'exp' does not match its config's 'softplus'"),
+    "architecture unlike config": (_metadata_edit("model_args", lambda a: a.update(name="conv", channels=[32, 64])),
+                                   "its model_args name 'conv' does not match its config's 'mlp'"),
+    "unknown architecture": (_metadata_edit("model_args", _set("name", "transformer")),
+                             "its model_args name 'transformer' is not an architecture vaelab knows (mlp, conv)"),
+    "architecture not a string": (_metadata_edit("model_args", _set("name", {"mlp": 1})),
+                                  "its model_args name {'mlp': 1} is not an architecture vaelab knows"),
+    "huge images": (_metadata_edit("model_args", _set("image_shape", [2**30, 2**30])),
+                    "model args describe a network too large to build"),
+    "model args not a table": (lambda t, m: m.__setitem__("model_args", "[1, 2]"), "its model_args is not a table"),
+    "old model args, other images": (
+        lambda t, m: m.__setitem__("model_args", json.dumps({"data_size": 100, "latent_size": 4, "hidden_size": 8})),
+        "its model_args data_size is 100, but a run written before architectures had names models 784 pixels"),
+    "old model args, string hidden size": (
+        lambda t, m: m.__setitem__("model_args", json.dumps({"data_size": 784, "latent_size": 4, "hidden_size": "8"})),
+        "its model_args hidden_size is '8', not a positive integer"),
+    "old model args, extra": (
+        lambda t, m: m.__setitem__("model_args", json.dumps({"data_size": 784, "latent_size": 4, "depth": 3})),
+        "its model_args has an unexpected 'depth'"),
+    "old model args unlike config": (
+        lambda t, m: m.__setitem__("model_args", json.dumps({"data_size": 784, "latent_size": 4, "hidden_size": 9})),
+        "its model_args hidden [9, 9] does not match its config's [8, 8]"),
     "int64 rng state": (lambda t, m: t.__setitem__("rng.train", t["rng.train"].long()),
                         "tensor 'rng.train' is int64 [5056], not a generator's state (uint8, 1-D)"),
     "2-D rng state": (lambda t, m: t.__setitem__("rng.train", t["rng.train"].reshape(2, -1)),
@@ -344,12 +373,64 @@ def test_a_batch_past_the_end_of_the_epoch_is_damaged(tmp_path):
         load_checkpoint(path)
 
 
-def test_hidden_size_may_be_left_to_the_vae(tmp_path):
-    path, saved, *_ = _checkpoint(tmp_path)
-    _forge(path, _metadata_edit("model_args", lambda a: a.pop("hidden_size")))  # the VAE's default: 2 x 4
-    assert load_run(path).model.hidden_size == 8
-    _forge(path, _metadata_edit("model_args", _set("hidden_size", None)))
-    assert load_checkpoint(path).model_args["hidden_size"] is None
+def test_new_checkpoints_name_their_architecture(tmp_path):
+    path, saved, model, _ = _checkpoint(tmp_path)
+    stored = json.loads(_read(path)[1]["model_args"])
+    assert stored == {"name": "mlp", "image_shape": [28, 28], "latent_size": 4, "hidden": [8, 8],
+                      "activation": "relu", "variance": "softplus"}
+    run = load_run(path)
+    assert type(run.model) is MLPVAE and run.model.image_shape == (28, 28)
+    assert load_checkpoint(path).model_args == stored
+
+
+def test_a_conv_run_round_trips_and_rebuilds_from_the_file_alone(tmp_path):
+    config = TrainConfig(model="conv", latent_size=3, hidden_size=(5,), channels=(2, 3), activation="tanh",
+                         variance="exp", epochs=3)
+    path, saved, model, _ = _checkpoint(tmp_path, image_shape=(8, 8), config=config)
+    assert json.loads(_read(path)[1]["model_args"]) == {
+        "name": "conv", "image_shape": [8, 8], "latent_size": 3, "hidden": [5], "activation": "tanh",
+        "variance": "exp", "channels": [2, 3]}
+    loaded = load_checkpoint(path)
+    assert loaded.config == saved.config and loaded.model_args == saved.model_args
+    assert all(torch.equal(v, saved.model_state[k]) for k, v in loaded.model_state.items())
+    run = load_run(path)
+    assert type(run.model) is ConvVAE and run.model.image_shape == (8, 8)
+    x = (torch.rand(4, 64) > 0.5).float()
+    with torch.no_grad():
+        assert torch.equal(run.model.decode(run.model.encode(x)[0]), model.decode(model.encode(x)[0]))
+
+
+def test_a_conv_run_of_images_it_cannot_halve_is_damaged(tmp_path):
+    config = TrainConfig(model="conv", latent_size=3, hidden_size=(5,), channels=(2, 3), epochs=3)
+    path, *_ = _checkpoint(tmp_path, image_shape=(8, 8), config=config)
+    _forge(path, _metadata_edit("model_args", _set("image_shape", [8, 10])))
+    with pytest.raises(VaelabError, match=r"damaged .*\(its model_args image_shape \[8, 10\] is not square, which the "
+                                          r"conv model needs\)"):
+        load_run(path)
+
+
+@pytest.mark.parametrize("old", [{"data_size": 784, "latent_size": 4, "hidden_size": 8},
+                                 {"data_size": 784, "latent_size": 4},  # the VAE's default: 2 x 4
+                                 {"data_size": 784, "latent_size": 4, "hidden_size": None}],
+                         ids=["hidden size", "no hidden size", "hidden size null"])
+def test_model_args_written_before_architectures_had_names_load_as_the_mlp(tmp_path, old):
+    path, saved, model, _ = _checkpoint(tmp_path)
+    _forge(path, lambda t, m: m.__setitem__("model_args", json.dumps(old)))
+    loaded = load_checkpoint(path)
+    assert loaded.model_args == saved.model_args == {"name": "mlp", "image_shape": [28, 28], "latent_size": 4,
+                                                     "hidden": [8, 8], "activation": "relu", "variance": "softplus"}
+    run = load_run(path)
+    assert type(run.model) is MLPVAE and run.model.hidden == (8, 8)
+    x = (torch.rand(5, 784) > 0.5).float()
+    with torch.no_grad():
+        assert torch.equal(run.model.decode(run.model.encode(x)[0]), model.decode(model.encode(x)[0]))
+
+
+def test_a_checkpoint_without_the_architectures_name_is_not_written(tmp_path):
+    model = VAE(latent_size=4, hidden_size=8)
+    with pytest.raises(ValueError, match="model_args must name the architecture"):
+        _checkpoint(tmp_path, model_args=model.args)
+    assert not (tmp_path / "run" / CHECKPOINT).exists()
 
 
 @pytest.fixture(scope="module")
@@ -389,7 +470,11 @@ def test_runs_of_format_1_still_load_and_score_the_same(tmp_path):
     assert result.elbo == -220.15323177947997
     assert result.log_likelihood == -217.56784432983397
     assert result.active_units == 2
+    assert json.loads(_read(run)[1]["model_args"]) == {"data_size": 784, "latent_size": 2, "hidden_size": 8}
     old = load_checkpoint(run)
+    assert old.model_args == {"name": "mlp", "image_shape": [28, 28], "latent_size": 2, "hidden": [8, 8],
+                              "activation": "relu", "variance": "softplus"}
+    assert load_run(run).model.image_shape == (28, 28)
     save_checkpoint(run, old)  # saved again, it is format 2 and reads back the same
     assert _read(run)[1]["format"] == FORMAT
     _assert_same(load_checkpoint(run), old)

@@ -15,7 +15,10 @@ from vaelab.errors import VaelabError
 def test_defaults_are_the_article():
     c = TrainConfig()
     assert c.latent_size == 48
-    assert c.hidden_size is None and c.hidden == 96
+    assert c.hidden_size is None and c.hidden_layers == (96, 96)
+    assert (c.model, c.activation, c.variance) == ("mlp", "relu", "softplus")
+    assert (c.objective, c.samples, c.beta) == ("elbo", 1, 1.0)
+    assert c.dataset == "mnist" and c.validation == 0 and c.class_names is None
     assert c.epochs == 10
     assert c.batch_size == 128
     assert c.lr == 1e-3 and isinstance(c.lr, float)
@@ -25,9 +28,48 @@ def test_defaults_are_the_article():
     assert c.data_dir is None and c.download is False and c.test_every_epoch is True
 
 
-def test_hidden_follows_latent_unless_set():
-    assert TrainConfig(latent_size=10).hidden == 20
-    assert TrainConfig(latent_size=10, hidden_size=7).hidden == 7
+def test_hidden_layers_follow_latent_unless_set():
+    assert TrainConfig(latent_size=10).hidden_layers == (20, 20)
+    assert TrainConfig(latent_size=10, hidden_size=7).hidden_layers == (7, 7)  # one width: the article's two layers
+    assert TrainConfig(hidden_size=[512, 256, 128]).hidden_layers == (512, 256, 128)
+    assert TrainConfig(model="conv", hidden_size=[]).hidden_layers == ()
+
+
+def test_lists_round_trip_through_json_and_toml(tmp_path):
+    c = TrainConfig(model="conv", hidden_size=[64], channels=[16, 32, 64], activation="tanh", variance="exp")
+    assert c.to_dict()["channels"] == [16, 32, 64] and c.to_dict()["hidden_size"] == [64]
+    for name in ("c.json", "c.toml"):
+        c.save(tmp_path / name)
+        assert TrainConfig.load(tmp_path / name) == c
+
+
+def test_a_bare_data_dir_means_any_folder_of_idx_files_and_a_named_dataset_stays_named():
+    assert TrainConfig().dataset == "mnist"
+    assert TrainConfig(data_dir="/data").dataset == "folder"
+    assert TrainConfig.from_dict({"data_dir": "/data"}).dataset == "folder"  # config files and old runs alike
+    assert TrainConfig(dataset="fashion-mnist", data_dir="/data").dataset == "fashion-mnist"
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"model": "resnet"}, r"model \(--model\) must be one of mlp, conv"),
+    ({"samples": 0}, r"samples \(--samples\) must be at least 1"),
+    ({"objective": "beta", "beta": -1.0}, r"beta \(--beta\) must be a finite number, 0 or more"),
+    ({"beta": 4.0}, r"weights the KL only with --objective beta"),
+    ({"hidden_size": [0, 5]}, r"hidden_size \(--hidden-size\) must list at most 16 widths, each at least 1"),
+    ({"hidden_size": [8] * 17}, r"must list at most 16 widths"),
+    ({"channels": [8, 16]}, r"channels \(--channels\) sets the convolutions of --model conv only"),
+    ({"model": "conv", "channels": [8] * 5}, r"must list 1 to 4 widths"),
+    ({"activation": "gelu"}, r"activation \(--activation\) must be one of relu, tanh"),
+    ({"variance": "square"}, r"variance \(--variance\) must be one of softplus, exp"),
+    ({"dataset": "cifar"}, r"dataset \(--dataset\) must be one of mnist, fashion-mnist, kmnist, folder"),
+    ({"dataset": "folder"}, r"folder needs --data-dir"),
+    ({"class_names": "names.txt"}, r"names the classes of --dataset folder only"),
+    ({"validation": -1}, r"validation \(--validation\) must be 0 \(none\)"),
+])
+def test_bad_names_and_combinations_are_one_line_errors_naming_the_fix(fields, message):
+    with pytest.raises(VaelabError, match=message) as caught:
+        TrainConfig(**fields)
+    assert "\n" not in str(caught.value)
 
 
 def test_frozen():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import math
 import shutil
@@ -13,15 +14,19 @@ import numpy as np
 import pytest
 import torch
 
+from vaelab import catalog
+from vaelab.catalog import DatasetSpec, FileSum
 from vaelab.data import (
     DATA_SIZE,
     MAX_IDX_BYTES,
+    MAX_IMAGE_SIDE,
     MNIST_FILES,
     THRESHOLD_BYTE,
     binarize,
     binarize_dynamic,
     binarize_threshold,
     bundled_dir,
+    find_dataset,
     grey_levels,
     load_split,
     locate_files,
@@ -60,6 +65,24 @@ def write_dataset(folder: Path, n_train: int, n_test: int, *, seed: int = 0, gz:
                 (folder / name).write_bytes(data)
             written[name] = (array, data)
     return written
+
+
+def write_folder(folder: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
+    """The given images and labels as gzipped IDX files: splits = {'train': (images, labels), 't10k': ...}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, (images, labels) in splits.items():
+        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(images)))
+        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels)))
+    return folder
+
+
+def spec_of(folder: Path, base: DatasetSpec, *, sha: bool = True, **changes) -> DatasetSpec:
+    """`base` with the sizes (and, if `sha`, the SHA-256s) of the files in `folder`, as if they were genuine."""
+    files = {}
+    for name in NAMES:
+        data = read_bytes(next(folder.glob(f"{name}*")))
+        files[name] = FileSum(len(data), sha256(data) if sha else None)
+    return dataclasses.replace(base, files=files, **changes)
 
 
 def touch_all(folder: Path, spelling=lambda name: name) -> dict[str, Path]:
@@ -393,11 +416,36 @@ def test_load_split_count_mismatch(tmp_path):
     assert len(load_split("test", tmp_path).images) == 20  # the other split is unaffected
 
 
-def test_load_split_wrong_image_shape(tmp_path):
+def test_load_split_images_of_other_sizes_in_the_two_splits(tmp_path):
     write_dataset(tmp_path, 4, 4)
     (tmp_path / f"{TEST_IMAGES}.gz").write_bytes(gzip.compress(idx_bytes(np.zeros((4, 27, 28), np.uint8))))
-    with pytest.raises(VaelabError, match=r"\(4, 27, 28\)"):
+    for split in ("test", "train"):
+        with pytest.raises(VaelabError, match="27 x 28 pixels.*28 x 28|28 x 28 pixels.*27 x 28") as info:
+            load_split(split, tmp_path)
+        assert "must have one size" in str(info.value)
+
+
+def test_load_split_images_not_3d(tmp_path):
+    write_dataset(tmp_path, 4, 4)
+    (tmp_path / f"{TEST_IMAGES}.gz").write_bytes(gzip.compress(idx_bytes(np.zeros((4, 784), np.uint8))))
+    with pytest.raises(VaelabError, match=r"shape \(4, 784\); expected \(N, H, W\) images"):
         load_split("test", tmp_path)
+
+
+def test_load_split_images_too_large(tmp_path):
+    side = MAX_IMAGE_SIDE + 1
+    write_folder(tmp_path, {"train": (np.zeros((1, 2, side), np.uint8), np.zeros(1, np.uint8)),
+                            "t10k": (np.zeros((1, 2, side), np.uint8), np.zeros(1, np.uint8))})
+    with pytest.raises(VaelabError, match=f"images of 2 x {side} pixels; vaelab reads images of 1 to 512"):
+        load_split("test", tmp_path)
+
+
+def test_named_dataset_images_must_be_28_by_28(tmp_path, monkeypatch):
+    write_folder(tmp_path, {"train": (np.zeros((2, 12, 12), np.uint8), np.zeros(2, np.uint8)),
+                            "t10k": (np.zeros((2, 12, 12), np.uint8), np.zeros(2, np.uint8))})
+    monkeypatch.setitem(catalog.DATASETS, "kmnist", spec_of(tmp_path, catalog.KMNIST, sha=False))
+    with pytest.raises(VaelabError, match=r"\(2, 12, 12\); expected \(N, 28, 28\) images"):
+        load_split("test", tmp_path, dataset="kmnist")
 
 
 def test_load_split_labels_not_1d(tmp_path):
@@ -490,6 +538,247 @@ def test_verify_checksum_rejects_the_wrong_file():
     data = read_bytes(bundled_dir() / f"{TEST_LABELS}.gz")
     with pytest.raises(VaelabError, match="checksum"):
         verify_checksum(TRAIN_LABELS, data, "x")
+
+
+# --- find_dataset -------------------------------------------------------------------------
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """The download cache, an empty folder of the test's ($VAELAB_DATA)."""
+    monkeypatch.setenv("VAELAB_DATA", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_find_mnist_without_data_dir_is_the_bundled_copy(cache):
+    assert find_dataset("mnist") == find_dataset() == bundled_dir()
+    assert find_dataset("mnist", download=True) == bundled_dir()  # nothing to fetch
+    assert not cache.exists()
+
+
+def test_find_a_named_dataset_in_data_dir(tmp_path):
+    write_dataset(tmp_path / "data", 3, 2)
+    for name in catalog.DATASETS:
+        assert find_dataset(name, tmp_path / "data") == tmp_path / "data"
+
+
+@pytest.mark.parametrize("name, subdir", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST"),
+                                          ("fashion-mnist", "fashion-mnist"), ("kmnist", "KMNIST"),
+                                          ("kmnist", "raw")])
+def test_find_a_named_dataset_in_torchvision_layouts(tmp_path, name, subdir):
+    expected = touch_all(tmp_path / subdir / ("" if subdir == "raw" else "raw"), lambda n: n + ".gz")
+    assert find_dataset(name, tmp_path) == tmp_path
+    assert locate_files(tmp_path, name) == expected
+
+
+def test_torchvision_layout_of_another_dataset_is_not_taken(tmp_path):
+    touch_all(tmp_path / "KMNIST" / "raw")
+    with pytest.raises(VaelabError, match="no complete Fashion-MNIST in .*FashionMNIST/raw/.*add --download"):
+        find_dataset("fashion-mnist", tmp_path)
+    with pytest.raises(VaelabError, match="no complete set of IDX files in .*name a dataset with --dataset"):
+        find_dataset("folder", tmp_path)
+
+
+def test_find_searches_the_spec_folders_then_the_cache(tmp_path, cache, monkeypatch):
+    first, second = tmp_path / "first", tmp_path / "second"
+    fake = dataclasses.replace(catalog.FASHION_MNIST, search=(str(first), str(second)))
+    monkeypatch.setitem(catalog.DATASETS, "fashion-mnist", fake)
+    with pytest.raises(VaelabError) as info:
+        find_dataset("fashion-mnist")
+    message = str(info.value)
+    assert message == (f"Fashion-MNIST is not in {first} nor {second} nor {cache / 'fashion-mnist'}; apt install "
+                       "dataset-fashion-mnist, or add --download (about 30 MB from github.com)")
+    write_dataset(cache / "fashion-mnist", 3, 2)
+    assert find_dataset("fashion-mnist") == cache / "fashion-mnist"
+    touch_all(second)
+    (second / TEST_LABELS).unlink()  # an incomplete folder is passed over
+    assert find_dataset("fashion-mnist") == cache / "fashion-mnist"
+    touch_all(second)
+    assert find_dataset("fashion-mnist") == second
+    touch_all(first / "raw")  # the layouts of a --data-dir are accepted too
+    assert find_dataset("fashion-mnist") == first
+    assert find_dataset("fashion-mnist", download=True) == first  # found: nothing to fetch
+
+
+def test_find_kmnist_not_downloaded_names_the_fix(cache):
+    with pytest.raises(VaelabError) as info:
+        find_dataset("kmnist")
+    assert str(info.value) == (f"Kuzushiji-MNIST is not in {cache / 'kmnist'}; "
+                               "add --download (about 20 MB from codh.rois.ac.jp)")
+
+
+def test_find_a_folder_dataset(tmp_path):
+    write_dataset(tmp_path / "raw", 3, 2)
+    assert find_dataset("folder", tmp_path) == tmp_path
+    with pytest.raises(VaelabError, match="--dataset folder needs --data-dir"):
+        find_dataset("folder")
+    with pytest.raises(VaelabError, match="data directory .*absent does not exist; point --data-dir at the folder "
+                                          "holding the four IDX files$"):
+        find_dataset("folder", tmp_path / "absent")
+
+
+def test_download_into_a_complete_folder_fetches_nothing(tmp_path, monkeypatch):
+    monkeypatch.setitem(catalog.DATASETS, "mnist", dataclasses.replace(catalog.MNIST, mirrors=("https://127.0.0.1:1/",)))
+    write_dataset(tmp_path, 3, 2)
+    assert find_dataset("folder", tmp_path, download=True) == tmp_path
+    assert find_dataset("mnist", tmp_path, download=True) == tmp_path
+
+
+def test_find_an_unknown_dataset():
+    with pytest.raises(VaelabError, match="unknown dataset 'cifar10'"):
+        find_dataset("cifar10")
+    with pytest.raises(VaelabError, match="unknown dataset 'cifar10'"):
+        load_split("test", dataset="cifar10")
+
+
+# --- named datasets are verified ------------------------------------------------------------
+def test_named_dataset_loads_with_its_classes(tmp_path, monkeypatch):
+    written = write_dataset(tmp_path, 6, 4)
+    monkeypatch.setitem(catalog.DATASETS, "fashion-mnist", spec_of(tmp_path, catalog.FASHION_MNIST))
+    s = load_split("test", tmp_path, dataset="fashion-mnist")
+    np.testing.assert_array_equal(s.images.numpy(), written[TEST_IMAGES][0])
+    assert s.classes == catalog.FASHION_MNIST.classes
+    assert s.files == {n: sha256(written[n][1]) for n in (TEST_IMAGES, TEST_LABELS)}
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_named_dataset_with_altered_file_is_refused(tmp_path, monkeypatch, name):
+    write_dataset(tmp_path, 6, 4)
+    if name != "mnist":
+        monkeypatch.setitem(catalog.DATASETS, name, spec_of(tmp_path, catalog.DATASETS[name]))
+    else:
+        shutil.copytree(bundled_dir(), tmp_path, dirs_exist_ok=True)
+        assert len(load_split("test", tmp_path, dataset="mnist").labels) == 10000  # a genuine copy in a --data-dir
+    path = tmp_path / f"{TEST_LABELS}.gz"
+    labels = bytearray(read_bytes(path))
+    labels[-1] = (labels[-1] + 1) % 10  # still a valid IDX file of the right size
+    path.write_bytes(gzip.compress(bytes(labels)))
+    title = catalog.DATASETS[name].title
+    with pytest.raises(VaelabError) as info:
+        load_split("test", tmp_path, dataset=name)
+    message = str(info.value)
+    assert message.startswith(f"{path} fails its checksum (SHA-256 {sha256(bytes(labels))[:16]}...")
+    assert f"it is not the genuine {title} file {TEST_LABELS}; delete it and fetch it again with --download, " \
+           f"or use --dataset folder for IDX files other than {title}" in message and "\n" not in message
+    assert load_split("test", tmp_path).labels[-1] == labels[-1]  # as a folder dataset: fine
+    assert load_split("test", tmp_path, dataset="folder").labels[-1] == labels[-1]
+
+
+def test_kmnist_is_verified_by_size_and_labels(tmp_path, monkeypatch):
+    write_dataset(tmp_path, 6, 4)
+    monkeypatch.setitem(catalog.DATASETS, "kmnist", spec_of(tmp_path, catalog.KMNIST, sha=False))
+    assert load_split("test", tmp_path, dataset="kmnist").classes == catalog.KMNIST.classes
+    path = tmp_path / f"{TEST_LABELS}.gz"
+    path.write_bytes(gzip.compress(idx_bytes(np.array([0, 1, 2, 10], np.uint8))))  # right size, label 10
+    with pytest.raises(VaelabError, match=f"{path} holds label 10, but Kuzushiji-MNIST has 10 classes: it is not "
+                                          "the genuine Kuzushiji-MNIST file; delete it and fetch it again"):
+        load_split("test", tmp_path, dataset="kmnist")
+    path.write_bytes(gzip.compress(idx_bytes(np.array([0, 1, 2], np.uint8))))
+    with pytest.raises(VaelabError, match=f"{path} holds 11 bytes, not the 12 of the genuine Kuzushiji-MNIST file "
+                                          f"{TEST_LABELS}; delete it"):
+        load_split("test", tmp_path, dataset="kmnist")
+
+
+def test_named_dataset_takes_no_class_names(tmp_path):
+    with pytest.raises(VaelabError, match="class_names names the classes of --dataset folder only; kmnist"):
+        load_split("test", tmp_path, dataset="kmnist", class_names=tmp_path / "classes.txt")
+
+
+def test_named_dataset_found_in_the_cache_loads(tmp_path, cache, monkeypatch):
+    write_dataset(cache / "kmnist", 6, 4)
+    monkeypatch.setitem(catalog.DATASETS, "kmnist", spec_of(cache / "kmnist", catalog.KMNIST, sha=False))
+    s = load_split("train", dataset="kmnist")
+    assert s.images.shape == (6, 28, 28) and s.classes.names[3] == "tsu"
+
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_debian_fashion_mnist_matches_the_pinned_checksums(cache):
+    spec = catalog.FASHION_MNIST
+    assert find_dataset("fashion-mnist") == FASHION
+    for name, genuine in spec.files.items():
+        data = read_bytes(FASHION / f"{name}.gz")
+        assert len(data) == genuine.size and sha256(data) == genuine.sha256, name
+    s = load_split("test", dataset="fashion-mnist")
+    assert s.images.shape == (10000, 28, 28) and s.classes.names[9] == "Ankle boot"
+    assert torch.bincount(s.labels).tolist() == [1000] * 10
+    assert s.files == {n: spec.files[n].sha256 for n in (TEST_IMAGES, TEST_LABELS)}
+
+
+# --- folder datasets: any size, classes from a file --------------------------------------------
+def three_shapes(folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """3 classes of 12 x 12 images: 9 training, 6 test, two of each class or more."""
+    rng = np.random.default_rng(3)
+    splits = {prefix: (rng.integers(0, 256, (n, 12, 12), dtype=np.uint8), np.arange(n, dtype=np.uint8) % 3)
+              for prefix, n in (("train", 9), ("t10k", 6))}
+    write_folder(folder, splits)
+    return splits
+
+
+def test_folder_of_12_by_12_images_with_a_class_file(tmp_path):
+    splits = three_shapes(tmp_path)
+    (tmp_path / "classes.txt").write_text("circle\nsquare\ntriangle\n")
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        s = load_split(split, tmp_path, dataset="folder")
+        assert s.images.shape == (len(splits[prefix][0]), 12, 12)
+        np.testing.assert_array_equal(s.images.numpy(), splits[prefix][0])
+        np.testing.assert_array_equal(s.labels.numpy(), splits[prefix][1])
+        assert s.classes == catalog.Classes(names=("circle", "square", "triangle"))
+        assert s.classes.parse("square") == 1
+
+
+def test_folder_class_file_beside_the_files(tmp_path):
+    three_shapes(tmp_path / "raw")
+    (tmp_path / "raw" / "classes.txt").write_text("a\nb\nc\n")
+    assert load_split("test", tmp_path).classes.names == ("a", "b", "c")
+    (tmp_path / "classes.txt").write_text("x\ny\nz\n")  # DATA_DIR's own comes first
+    assert load_split("test", tmp_path).classes.names == ("x", "y", "z")
+
+
+def test_folder_classes_given_override_classes_txt(tmp_path):
+    three_shapes(tmp_path)
+    (tmp_path / "classes.txt").write_text("circle\nsquare\ntriangle\n")
+    names = tmp_path / "elsewhere.txt"
+    names.write_text("# mine\nround\nfour corners\nthree corners\nunused\n")
+    s = load_split("test", tmp_path, dataset="folder", class_names=names)
+    assert s.classes.names == ("round", "four corners", "three corners", "unused")
+    assert s.classes.parse("four-corners") == 1
+
+
+def test_folder_class_names_missing_names_the_path(tmp_path):
+    three_shapes(tmp_path)
+    (tmp_path / "classes.txt").write_text("circle\nsquare\ntriangle\n")  # not a fallback for a file given
+    missing = tmp_path / "typo.txt"
+    with pytest.raises(VaelabError, match="does not exist") as info:
+        load_split("test", tmp_path, dataset="folder", class_names=missing)
+    assert f"class names file {missing} does not exist" in str(info.value)
+
+
+def test_folder_with_more_labels_than_names(tmp_path):
+    three_shapes(tmp_path)
+    (tmp_path / "classes.txt").write_text("circle\nsquare\n")
+    with pytest.raises(VaelabError, match="names 2 classes but the labels go up to 2; give one name per label"):
+        load_split("train", tmp_path)
+
+
+def test_folder_without_names_numbers_the_classes_of_both_splits(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (6, 5, 7), dtype=np.uint8)
+    write_folder(tmp_path, {"train": (images[:4], np.array([0, 1, 4, 1], np.uint8)),
+                            "t10k": (images[4:], np.array([0, 2], np.uint8))})
+    train, test = load_split("train", tmp_path), load_split("test", tmp_path)
+    assert train.classes == test.classes == catalog.numbered(5)
+    assert train.images.shape == (4, 5, 7)
+
+
+def test_folder_of_genuine_mnist_has_digits(tmp_path):
+    shutil.copytree(bundled_dir(), tmp_path, dirs_exist_ok=True)
+    assert load_split("test", tmp_path).classes == catalog.DIGITS  # recognised by its checksums
+    (tmp_path / "classes.txt").write_text("zero\none\ntwo\nthree\nfour\nfive\nsix\nseven\neight\nnine\n")
+    assert load_split("test", tmp_path).classes.names[3] == "three"  # a class file still comes first
+
+
+def test_bundled_split_has_digits(bundled_test):
+    assert bundled_test.classes == catalog.DIGITS
 
 
 # --- binarization -------------------------------------------------------------------------

@@ -7,7 +7,9 @@ The mirrors present tests/data/localhost-cert.pem, a self-signed certificate for
 from __future__ import annotations
 
 import _thread
+import dataclasses
 import gzip
+import hashlib
 import http.server
 import os
 import shutil
@@ -23,8 +25,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vaelab.data import MNIST_FILES, bundled_dir, load_split, read_bytes, sha256
-from vaelab.download import MIRRORS, download_mnist, missing_files, size_cap
+from vaelab import catalog
+from vaelab.catalog import DatasetSpec, FileSum
+from vaelab.data import MNIST_FILES, bundled_dir, find_dataset, load_split, read_bytes, sha256
+from vaelab.download import MIRRORS, download_dataset, download_mnist, missing_files, size_cap
 from vaelab.errors import VaelabError
 
 NAMES = list(MNIST_FILES)
@@ -38,6 +42,11 @@ TRUSTED = ssl.create_default_context(cafile=str(CERT))  # trusts the test certif
 def download(dest, *mirrors: str, **options) -> list[Path]:
     """download_mnist from the given mirrors, trusting the test certificate, quietly."""
     return download_mnist(dest, mirrors=mirrors, **{"context": TRUSTED, "echo": QUIET, **options})
+
+
+def fetch(spec: DatasetSpec, dest, *mirrors: str, **options) -> list[Path]:
+    """download_dataset of `spec` from the given mirrors (its own if none), trusting the test certificate, quietly."""
+    return download_dataset(spec, dest, mirrors=mirrors or None, **{"context": TRUSTED, "echo": QUIET, **options})
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -369,6 +378,9 @@ def test_connection_dropped_mid_file_falls_back(tmp_path, serve):
 # --- https only, certificates verified ---------------------------------------------------
 def test_default_mirrors_are_https():
     assert MIRRORS and all(mirror.startswith("https://") for mirror in MIRRORS)
+    assert MIRRORS == catalog.MNIST.mirrors
+    for spec in catalog.DATASETS.values():
+        assert spec.mirrors and all(mirror.startswith("https://") for mirror in spec.mirrors)
 
 
 @pytest.mark.parametrize(
@@ -545,6 +557,7 @@ def test_the_download_flag_of_vaelab_train(tmp_path, serve, monkeypatch, capsys)
 
     url, requests = serve(copy_bundled(tmp_path / "mirror"))
     monkeypatch.setattr(vaelab.download, "MIRRORS", (url,))
+    monkeypatch.setitem(catalog.DATASETS, "mnist", dataclasses.replace(catalog.MNIST, mirrors=(url,)))
     monkeypatch.setenv("SSL_CERT_FILE", str(CERT))  # how a user trusts their own bundle
     data = tmp_path / "data"
     args = ["train", "--download", "--data-dir", str(data), "--epochs", "1", "--latent-size", "4", "--quiet"]
@@ -553,3 +566,165 @@ def test_the_download_flag_of_vaelab_train(tmp_path, serve, monkeypatch, capsys)
     assert len(requests) == 4 and "downloading" in capsys.readouterr().out
     assert main([*args, "--out", str(tmp_path / "again")]) == 0  # files present: no second download
     assert len(requests) == 4
+
+
+# --- other datasets: KMNIST (MD5 of the .gz), Fashion-MNIST (SHA-256), the cache -----------------
+def small_dataset(folder: Path, *, seed: int = 0) -> dict[str, bytes]:
+    """Four small IDX files (6 training, 4 test images of 28 x 28) gzipped into `folder`; their decompressed bytes."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
+              "train-labels-idx1-ubyte": rng.integers(0, 10, 6, dtype=np.uint8),
+              "t10k-images-idx3-ubyte": rng.integers(0, 256, (4, 28, 28), dtype=np.uint8),
+              "t10k-labels-idx1-ubyte": np.array([3, 1, 4, 1], dtype=np.uint8)}
+    written = {}
+    for name, array in arrays.items():
+        data = bytes([0, 0, 0x08, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape) + array.tobytes()
+        (folder / f"{name}.gz").write_bytes(gzip.compress(data))
+        written[name] = data
+    return written
+
+
+def kmnist_like(mirror: Path, **changes) -> DatasetSpec:
+    """KMNIST's spec for the files in `mirror`: the MD5 of each .gz served, and the decompressed size."""
+    files = {name: FileSum(len(read_bytes(mirror / f"{name}.gz")),
+                           gz_md5=hashlib.md5((mirror / f"{name}.gz").read_bytes()).hexdigest())
+             for name in NAMES}
+    return dataclasses.replace(catalog.KMNIST, files=files, **changes)
+
+
+def fashion_like(mirror: Path, **changes) -> DatasetSpec:
+    """Fashion-MNIST's spec for the files in `mirror`: the SHA-256 and size of each decompressed file."""
+    files = {name: FileSum(len(data := read_bytes(mirror / f"{name}.gz")), sha256(data)) for name in NAMES}
+    return dataclasses.replace(catalog.FASHION_MNIST, files=files, **changes)
+
+
+def test_kmnist_download_checks_md5_then_loads(tmp_path, serve, monkeypatch):
+    written = small_dataset(tmp_path / "mirror")
+    url, requests = serve(tmp_path / "mirror")
+    spec = kmnist_like(tmp_path / "mirror", mirrors=(url,))
+    dest = tmp_path / "dest"
+    lines = []
+    assert fetch(spec, dest, echo=lines.append) == [dest / f"{name}.gz" for name in NAMES]
+    assert lines == [f"downloading {url}{name}.gz" for name in NAMES]
+    for name in NAMES:
+        assert (dest / f"{name}.gz").read_bytes() == (tmp_path / "mirror" / f"{name}.gz").read_bytes()
+    monkeypatch.setitem(catalog.DATASETS, "kmnist", spec)
+    test = load_split("test", dest, dataset="kmnist")
+    assert test.labels.tolist() == [3, 1, 4, 1] and test.classes.names[4] == "na"
+    assert test.files == {n: sha256(written[n]) for n in (TEST_IMAGES, TEST_LABELS)}
+    assert fetch(spec, dest) == [] and len(requests) == 4
+
+
+def test_kmnist_file_failing_its_md5_is_refused_and_nothing_written(tmp_path, serve):
+    small_dataset(tmp_path / "mirror")
+    spec = kmnist_like(tmp_path / "mirror")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in NAMES:  # the same bytes compressed otherwise: another .gz, another MD5
+        data = read_bytes(tmp_path / "mirror" / f"{name}.gz")
+        (bad / f"{name}.gz").write_bytes(gzip.compress(data, compresslevel=1, mtime=1))
+    bad_url, bad_requests = serve(bad)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(VaelabError, match=rf"could not download {TRAIN_IMAGES}: {bad_url}{TRAIN_IMAGES}\.gz: "
+                                          r"checksum mismatch \(MD5 [0-9a-f]{16}\.\.\., expected "):
+        fetch(spec, dest, bad_url)
+    assert list(dest.iterdir()) == [] and bad_requests == [f"/{TRAIN_IMAGES}.gz"]
+    good_url, _ = serve(tmp_path / "mirror")
+    assert len(fetch(spec, dest, bad_url, good_url)) == 4  # the next mirror's genuine copy is taken
+
+
+def test_kmnist_file_of_the_wrong_size_is_refused(tmp_path, serve):
+    small_dataset(tmp_path / "mirror")
+    spec = kmnist_like(tmp_path / "mirror")
+    wrong = dict(spec.files)
+    wrong[TEST_LABELS] = dataclasses.replace(wrong[TEST_LABELS], size=wrong[TEST_LABELS].size + 1)
+    url, _ = serve(tmp_path / "mirror")
+    dest = tmp_path / "dest"
+    with pytest.raises(VaelabError, match=f"{TEST_LABELS}.gz: decompresses to 12 bytes, not the 13 of the genuine"):
+        fetch(dataclasses.replace(spec, files=wrong), dest, url)
+    assert sorted(p.name for p in dest.iterdir()) == sorted(f"{n}.gz" for n in NAMES if n != TEST_LABELS)
+
+
+def test_fashion_file_failing_its_sha256_is_refused_and_nothing_written(tmp_path, serve):
+    small_dataset(tmp_path / "mirror")
+    spec = fashion_like(tmp_path / "mirror")
+    bad = tmp_path / "bad"
+    small_dataset(bad, seed=1)  # valid IDX files of the genuine sizes, other pixels
+    shutil.copyfile(tmp_path / "mirror" / f"{TRAIN_IMAGES}.gz", bad / f"{TRAIN_IMAGES}.gz")
+    bad_url, requests = serve(bad)
+    dest = tmp_path / "dest"
+    with pytest.raises(VaelabError, match=f"could not download {TRAIN_LABELS}: .*checksum mismatch .SHA-256"):
+        fetch(spec, dest, bad_url)
+    assert [p.name for p in dest.iterdir()] == [f"{TRAIN_IMAGES}.gz"]  # the genuine one, written before
+    assert requests == [f"/{TRAIN_IMAGES}.gz", f"/{TRAIN_LABELS}.gz"]
+
+
+def test_size_cap_follows_the_spec(tmp_path, serve):
+    small_dataset(tmp_path / "mirror")
+    spec = kmnist_like(tmp_path / "mirror")
+    assert size_cap(TEST_LABELS, spec) == 12 + 0 + 1024
+    assert size_cap(TRAIN_IMAGES, spec) == 16 + 6 * 784 + (16 + 6 * 784) // 1000 + 1024
+    url, requests = serve(handler=_EndlessHandler)
+    dest = tmp_path / "dest"
+    with pytest.raises(VaelabError, match=f"sends more than the {size_cap(TRAIN_IMAGES, spec)} bytes"):
+        fetch(spec, dest, url, timeout=5)
+    assert list(dest.iterdir()) == []
+
+
+def test_dataset_without_mirrors(tmp_path):
+    with pytest.raises(VaelabError, match="has no mirror to download from"):
+        fetch(dataclasses.replace(catalog.KMNIST, mirrors=()), tmp_path)
+
+
+@pytest.mark.parametrize("name", ["kmnist", "fashion-mnist"])
+def test_download_into_the_cache_then_load(tmp_path, serve, monkeypatch, name):
+    written = small_dataset(tmp_path / "mirror")
+    url, requests = serve(tmp_path / "mirror")
+    like = kmnist_like if name == "kmnist" else fashion_like
+    monkeypatch.setitem(catalog.DATASETS, name, like(tmp_path / "mirror", mirrors=(url,), search=()))
+    monkeypatch.setenv("VAELAB_DATA", str(tmp_path / "cache"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(CERT))  # how a user trusts their own bundle
+    cache = tmp_path / "cache" / name
+    with pytest.raises(VaelabError, match=f"is not in {cache}; "):
+        load_split("test", dataset=name)
+    lines = []
+    assert find_dataset(name, download=True, echo=lines.append) == cache
+    assert len(lines) == 4 and sorted(p.name for p in cache.iterdir()) == sorted(f"{n}.gz" for n in NAMES)
+    test = load_split("test", dataset=name)
+    assert test.labels.tolist() == [3, 1, 4, 1] and test.files[TEST_LABELS] == sha256(written[TEST_LABELS])
+    assert test.classes == catalog.DATASETS[name].classes
+    assert find_dataset(name, download=True) == cache and len(requests) == 4  # found: nothing fetched again
+
+
+def test_download_into_a_data_dir(tmp_path, serve, monkeypatch):
+    small_dataset(tmp_path / "mirror")
+    url, requests = serve(tmp_path / "mirror")
+    monkeypatch.setitem(catalog.DATASETS, "kmnist", kmnist_like(tmp_path / "mirror", mirrors=(url,)))
+    monkeypatch.setenv("SSL_CERT_FILE", str(CERT))
+    monkeypatch.setenv("VAELAB_DATA", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    with pytest.raises(VaelabError, match="data does not exist; .* Kuzushiji-MNIST files, or add --download"):
+        find_dataset("kmnist", data)
+    (data / "KMNIST" / "raw").mkdir(parents=True)
+    with pytest.raises(VaelabError, match="no complete Kuzushiji-MNIST in .*KMNIST/raw/.*add --download"):
+        find_dataset("kmnist", data)  # a torchvision folder with one file: the others are fetched
+    shutil.copyfile(tmp_path / "mirror" / f"{TEST_LABELS}.gz", data / "KMNIST" / "raw" / f"{TEST_LABELS}.gz")
+    assert find_dataset("kmnist", data, download=True, echo=QUIET) == data
+    assert len(requests) == 4 and not (tmp_path / "cache").exists()
+    assert load_split("train", data, dataset="kmnist").images.shape == (6, 28, 28)
+
+
+def test_download_for_a_folder_dataset_fetches_mnist(tmp_path, serve, monkeypatch):
+    """Before datasets had names, --download --data-dir DIR fetched MNIST; for --dataset folder it still does."""
+    url, requests = serve(copy_bundled(tmp_path / "mirror"))
+    monkeypatch.setitem(catalog.DATASETS, "mnist", dataclasses.replace(catalog.MNIST, mirrors=(url,)))
+    monkeypatch.setenv("SSL_CERT_FILE", str(CERT))
+    lines = []
+    data = tmp_path / "data"
+    assert find_dataset("folder", data, download=True, echo=lines.append) == data
+    assert lines[0] == f"{data} lacks IDX files: fetching MNIST's (--dataset names another dataset to fetch)"
+    assert len(requests) == 4 and len(lines) == 5
+    test = load_split("test", data)
+    assert test.classes == catalog.DIGITS and test.files == {n: MNIST_FILES[n][1] for n in (TEST_IMAGES, TEST_LABELS)}

@@ -1,9 +1,10 @@
-"""The network is exactly the article's, and its ELBO terms are the article's formulas."""
+"""The network is exactly the article's, and its ELBO terms are the article's formulas (vaelab.model's old API)."""
 
 import torch
 import torch.nn.functional as F
 
 from vaelab.model import VAE
+from vaelab.models import MLPVAE, MODELS
 
 
 def test_architecture_is_the_articles():
@@ -17,8 +18,20 @@ def test_architecture_is_the_articles():
         "decoder.layer2.weight": (96, 96), "decoder.layer2.bias": (96,),
         "decoder.layer3.weight": (784, 96), "decoder.layer3.bias": (784,),
     }
-    assert VAE(latent_size=10).hidden_size == 20
-    assert VAE(latent_size=10, hidden_size=7).args == {"data_size": 784, "latent_size": 10, "hidden_size": 7}
+    assert VAE(latent_size=10).hidden == (20, 20)
+
+
+def test_the_old_constructor_builds_the_mlp_model():
+    """`VAE(data_size, latent_size, hidden_size)` is the mlp architecture, rebuilt from its args by the registry."""
+    model = VAE(latent_size=10, hidden_size=7)
+    assert model.name == "mlp" and model.image_shape == (28, 28) and model.data_size == 784
+    assert model.args == {"image_shape": [28, 28], "latent_size": 10, "hidden": [7, 7], "activation": "relu",
+                          "variance": "softplus"}
+    again = MODELS["mlp"](**model.args)
+    assert type(again) is MLPVAE
+    assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+    assert VAE(data_size=12).image_shape == (1, 12)  # not a square number of pixels: one row
+    assert VAE(data_size=16).image_shape == (4, 4)
 
 
 def test_shapes_and_positive_variance():

@@ -143,9 +143,11 @@ def test_resume_cannot_shorten_and_is_a_no_op_when_done(small_mnist, tmp_path):
     assert "nothing to do" in said[0]
 
 
-def test_download_flag_needs_a_data_dir(tmp_path):
-    with pytest.raises(VaelabError, match="--download needs --data-dir"):
-        train(TrainConfig(download=True, epochs=1), tmp_path / "run", echo=lambda s: None)
+def test_a_dataset_that_is_nowhere_names_the_fix_and_leaves_no_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAELAB_DATA", str(tmp_path / "cache"))  # an empty download cache
+    with pytest.raises(VaelabError, match=r"add --download"):
+        train(TrainConfig(dataset="kmnist", epochs=1), tmp_path / "run", echo=lambda s: None)
+    assert not (tmp_path / "run").exists()
 
 
 def test_resuming_on_other_data_is_refused_naming_the_files(small_mnist, tmp_path):

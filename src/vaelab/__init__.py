@@ -25,9 +25,13 @@ _EXPORTS = {
     "EvalResult": "vaelab.evaluate",
     "evaluate_run": "vaelab.evaluate",
     "VAE": "vaelab.model",
+    "MODELS": "vaelab.models",
+    "VAEModel": "vaelab.models",
+    "build_model": "vaelab.models",
     "train": "vaelab.training",
 }
-__all__ = ["EvalResult", "Run", "TrainConfig", "VAE", "VaelabError", "evaluate_run", "load_run", "train"]
+__all__ = ["MODELS", "EvalResult", "Run", "TrainConfig", "VAE", "VAEModel", "VaelabError", "build_model",
+           "evaluate_run", "load_run", "train"]
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
@@ -36,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from vaelab.errors import VaelabError
     from vaelab.evaluate import EvalResult, evaluate_run
     from vaelab.model import VAE
+    from vaelab.models import MODELS, VAEModel, build_model
     from vaelab.training import train
 
 

@@ -7,11 +7,15 @@ what its labels mean. Data never enter this module; `vaelab.data` reads them.
 
 `folder` is not a dataset but a place: any folder with the four IDX files
 (`--data-dir`), checked for structure only, its class names read from an
-optional text file.
+optional text file (`read_class_file`).
+
+`cache_dir` says where `--download` puts a named dataset when no --data-dir is
+given ($VAELAB_DATA, else the XDG cache folder).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,16 +54,22 @@ class Classes:
         return self.names[label] if 0 <= label < len(self.names) else str(label)
 
     def parse(self, text: str | int) -> int:
-        """The label a user means by `text`: a number, or a name (any case, spaces or dashes alike)."""
+        """The label a user means by `text`: a number, or a name (any case; spaces, dashes and slashes ignored).
+
+        A name may be shortened to any beginning that no other name shares: 'tshirt' is 'T-shirt/top'.
+        """
         if isinstance(text, int) or str(text).strip().isdigit():
             label = int(text)
-            if label < len(self.names) or not self.names:
+            if 0 <= label and (label < len(self.names) or not self.names):
                 return label
         else:
             wanted = _simple(str(text))
-            for label, name in enumerate(self.names):
-                if _simple(name) == wanted:
-                    return label
+            simple = [_simple(name) for name in self.names]
+            if wanted in simple:
+                return simple.index(wanted)
+            starts = [label for label, name in enumerate(simple) if wanted and name.startswith(wanted)]
+            if len(starts) == 1:
+                return starts[0]
         known = ", ".join(f"{i} ({n})" if n != str(i) else n for i, n in enumerate(self.names))
         raise VaelabError(f"no {self.word} {text!r} in this data; choose one of {known}")
 
@@ -86,6 +96,8 @@ class DatasetSpec:
     search: tuple[str, ...] = ()  # folders looked in when no --data-dir is given (besides the download cache)
     bundled: bool = False  # ships inside the package
     source: str = ""  # homepage and licence, for the README and error messages
+    torchvision: str = ""  # torchvision's folder for it: a --data-dir may hold the files in TORCHVISION/raw/
+    get: str = "add --download"  # how a user without the files gets them, ending the not-found error
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -114,11 +126,14 @@ MNIST = DatasetSpec(
         "t10k-labels-idx1-ubyte": FileSum(_SIZES["t10k-labels-idx1-ubyte"],
                                           "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
     },
-    # torchvision's https mirror first, TensorFlow's second.
+    # torchvision's https mirror first, TensorFlow Datasets' second (Keras's tf-keras-datasets/
+    # holds MNIST only as mnist.npz, and Fashion-MNIST under MNIST's file names).
     mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/",
-             "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"),
+             "https://storage.googleapis.com/cvdf-datasets/mnist/"),
     bundled=True,
     source="http://yann.lecun.com/exdb/mnist/ (LeCun, Cortes & Burges), CC BY-SA 3.0",
+    torchvision="MNIST",
+    get="omit --data-dir to use the bundled copy, or add --download",
 )
 
 # SHA-256 of the decompressed files, as Debian's dataset-fashion-mnist package installs them
@@ -139,10 +154,14 @@ FASHION_MNIST = DatasetSpec(
         "t10k-labels-idx1-ubyte": FileSum(_SIZES["t10k-labels-idx1-ubyte"],
                                           "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
     },
-    mirrors=("https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",),
+    # Zalando's repository first, Keras's copy of the same files second.
+    mirrors=("https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+             "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"),
     search=("/usr/share/datasets/fashion-mnist",),
     source="https://github.com/zalandoresearch/fashion-mnist (Xiao, Rasul & Vollgraf 2017), MIT licence; "
            "on Debian: apt install dataset-fashion-mnist",
+    torchvision="FashionMNIST",
+    get="apt install dataset-fashion-mnist, or add --download (about 30 MB from github.com)",
 )
 
 # KMNIST's authors publish no checksums of their own; these MD5s of the .gz files are the ones
@@ -163,6 +182,8 @@ KMNIST = DatasetSpec(
     },
     mirrors=("https://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
     source="https://github.com/rois-codh/kmnist (Clanuwat et al. 2018), CC BY-SA 4.0",
+    torchvision="KMNIST",
+    get="add --download (about 20 MB from codh.rois.ac.jp)",
 )
 
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (MNIST, FASHION_MNIST, KMNIST)}
@@ -206,6 +227,17 @@ def read_class_file(path: str | Path, n_labels: int | None = None) -> Classes:
             "give one name per label"
         )
     return Classes(names=names)
+
+
+def cache_dir(name: str) -> Path:
+    """Where --download puts dataset `name` when no --data-dir is given, and where it is looked for after.
+
+    $VAELAB_DATA/NAME if set, else $XDG_CACHE_HOME/vaelab/datasets/NAME, else ~/.cache/vaelab/datasets/NAME.
+    """
+    if os.environ.get("VAELAB_DATA"):
+        return Path(os.environ["VAELAB_DATA"]).expanduser() / name
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "vaelab" / "datasets" / name
 
 
 def numbered(n: int) -> Classes:

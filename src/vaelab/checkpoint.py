@@ -3,7 +3,7 @@
 A run directory holds
 
     checkpoint.safetensors  weights, optimizer, RNG state, training position, config,
-                            model arguments and per-epoch metrics, in one file
+                            architecture name and arguments and per-epoch metrics, in one file
     config.json             the resolved training config, for people and `--config`
     metrics.jsonl           one JSON object per completed epoch
     eval.json               test-set scores, once `vaelab eval` has run
@@ -48,7 +48,7 @@ from vaelab.checkpoint_checks import (
 from vaelab.config import TrainConfig
 from vaelab.errors import VaelabError
 from vaelab.files import atomic_write, display, dumps, write_json
-from vaelab.model import VAE
+from vaelab.models import VAEModel, rebuild
 
 CHECKPOINT = "checkpoint.safetensors"
 CONFIG = "config.json"
@@ -74,7 +74,7 @@ class Checkpoint:
     """Everything `vaelab train` saves, as plain objects."""
 
     config: TrainConfig
-    model_args: dict[str, int]
+    model_args: dict[str, Any]  # the architecture's name and constructor arguments (vaelab.models.named_args)
     model_state: dict[str, torch.Tensor]
     optimizer_state: dict[str, Any]
     rng_state: torch.Tensor  # the training generator's state (uint8)
@@ -92,7 +92,7 @@ class Run:
 
     path: Path
     config: TrainConfig
-    model: VAE
+    model: VAEModel  # its image_shape, latent_size and data_size describe the data it models
     epoch: int
     metrics: list[dict[str, Any]]
     data: dict[str, Any]
@@ -103,6 +103,8 @@ class Run:
 # --- writing --------------------------------------------------------------------
 def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
     """Write the checkpoint, then the human-readable config and metrics beside it."""
+    if not isinstance(ckpt.model_args.get("name"), str):  # a run must name its architecture to load again
+        raise ValueError("model_args must name the architecture: save vaelab.models.named_args(model)")
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in ckpt.model_state.items()}
     optim_tensors, optim_meta = _split_optimizer_state(ckpt.optimizer_state)
     tensors.update(optim_tensors)
@@ -199,8 +201,8 @@ def read_checkpoint(raw: bytes, file: str | Path = CHECKPOINT) -> Checkpoint:
 def load_run(path: str | Path, *, device: str | torch.device = "cpu") -> Run:
     """Load a trained run: `load_run("runs/demo").model` is ready to encode and decode."""
     ckpt = load_checkpoint(path)
-    model = VAE(**ckpt.model_args)
     try:
+        model = rebuild(ckpt.model_args)
         model.load_state_dict(ckpt.model_state)
     except (RuntimeError, ValueError) as exc:  # load_checkpoint's checks make this unreachable; never a traceback
         raise _damaged(Path(path) / CHECKPOINT, exc) from None
@@ -237,7 +239,7 @@ def _parse(raw: bytes) -> Checkpoint:
     config = check_config(meta["config"])
     model_args = check_model_args(meta["model_args"], config)
     with torch.device("meta"):  # names and shapes only: nothing is allocated
-        model = VAE(**model_args)
+        model = rebuild(model_args)
     position, data = Position(**check_position(meta["position"])), check_data(meta["data"])
     check_metrics(meta["metrics"], position.epoch)
     return Checkpoint(

@@ -16,6 +16,7 @@ import torch
 
 from vaelab.config import TrainConfig
 from vaelab.errors import VaelabError
+from vaelab.models import args_for, check_args
 
 OTHER_TENSORS = ("rng.train", "epoch.perm", "epoch.sums")
 _OPTIMIZER_TENSOR = re.compile(r"optimizer\.(0|[1-9][0-9]{0,8})\.([a-z_]+)")
@@ -82,17 +83,35 @@ def check_config(values: Any) -> TrainConfig:
 
 
 def check_model_args(args: Any, config: TrainConfig) -> dict[str, Any]:
-    """data_size, latent_size and hidden_size (None or missing: the VAE's 2 x latent), as the config says."""
+    """The architecture's name and constructor arguments (vaelab.models), each as the config says.
+
+    Before architectures had names, model_args were data_size, latent_size and hidden_size (None or
+    missing: 2 x latent) of the article's perceptrons; those read as the mlp model on 28 x 28 images.
+    """
+    check(isinstance(args, dict), "its model_args is not a table")
+    if "name" not in args and "data_size" in args:
+        args = _named(args)
+    check("name" in args, "its model_args has no name")
+    name = args["name"]
+    named = {"name": name, **check_args(name, {k: v for k, v in args.items() if k != "name"}, "its model_args")}
+    expected = {"name": config.model, **args_for(config, named["image_shape"])}
+    for key, value in expected.items():
+        check(named[key] == value, f"its model_args {key} {show(named[key])} does not match its config's {show(value)}")
+    return named
+
+
+def _named(args: dict[str, Any]) -> dict[str, Any]:
+    """Model arguments written before architectures had names, as the mlp model's."""
     check_keys(args, {"data_size", "latent_size"}, "its model_args", optional=frozenset({"hidden_size"}))
     for key, value in args.items():
         if not (key == "hidden_size" and value is None):
             check(_is_int(value) and 0 < value < 2**31,
                    f"its model_args {key} is {show(value)}, not a positive integer")
+    check(args["data_size"] == 784, f"its model_args data_size is {args['data_size']}, but a run written before "
+                                    "architectures had names models 784 pixels (28 x 28)")
     hidden = args.get("hidden_size") or 2 * args["latent_size"]
-    check((args["latent_size"], hidden) == (config.latent_size, config.hidden),
-           f"its model_args (latent {args['latent_size']}, hidden {hidden}) do not match its config "
-           f"(latent {config.latent_size}, hidden {config.hidden})")
-    return args
+    return {"name": "mlp", "image_shape": [28, 28], "latent_size": args["latent_size"], "hidden": [hidden, hidden],
+            "activation": "relu", "variance": "softplus"}
 
 
 def checked_model_state(tensors: dict[str, torch.Tensor], shapes: dict[str, torch.Size]) -> dict[str, torch.Tensor]:

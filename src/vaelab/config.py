@@ -89,10 +89,10 @@ class TrainConfig:
     )
     seed: int = _option(0, "seed for initialisation, shuffling and noise; same seed, same run")
     device: str = _option("auto", "where to train: auto picks cuda, then mps, then cpu", DEVICES)
-    dataset: str = _option(
-        "mnist",
+    dataset: str | None = _option(
+        None,
         "mnist (bundled), fashion-mnist (Debian's dataset-fashion-mnist, or --download), kmnist (--download), "
-        "or folder: any four IDX files in --data-dir",
+        "or folder: any four IDX files in --data-dir; unset: folder with --data-dir, else mnist",
         DATASETS,
     )
     data_dir: str | None = _option(
@@ -113,6 +113,8 @@ class TrainConfig:
     test_every_epoch: bool = _option(True, "score the test-set ELBO after every epoch")
 
     def __post_init__(self) -> None:
+        if self.dataset is None:  # a bare --data-dir means any folder of IDX files, as before datasets had names
+            object.__setattr__(self, "dataset", "folder" if self.data_dir is not None else "mnist")
         _check_types(self)
         _check_values(self)
 
@@ -132,14 +134,13 @@ class TrainConfig:
 
     # --- round trips -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields as plain JSON values (lists of widths as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
         """Build a config from a mapping, rejecting keys that are not fields."""
         known = {f.name for f in dataclasses.fields(cls)}
-        if "dataset" not in values and values.get("data_dir") is not None:
-            values = {**values, "dataset": "folder"}  # written before datasets had names: any IDX folder
         unknown = sorted(set(values) - known)
         if unknown:
             raise VaelabError(

@@ -1,4 +1,12 @@
-"""MNIST on disk: find, read and check the IDX files, and binarize the images.
+"""Datasets on disk: find, read and check the IDX files, and binarize the images.
+
+`find_dataset` says which folder a dataset is read from: the bundled MNIST, a
+--data-dir, a folder where a system package installs it (`DatasetSpec.search`)
+or the download cache, fetching missing files first when asked. `load_split`
+reads one split from there. The named datasets (`vaelab.catalog.DATASETS`) are
+verified against their pinned sizes and checksums; a `folder` dataset (any IDX
+files in --data-dir) only for structure, with images of any size up to
+`MAX_IMAGE_SIDE` and class names from a text file.
 
 IDX layout (LeCun et al., http://yann.lecun.com/exdb/mnist/): a big-endian
 4-byte magic (two zero bytes, a type code, the number of dimensions), one
@@ -21,30 +29,17 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
+from vaelab import catalog
+from vaelab.catalog import CLASS_FILE, DIGITS, FOLDER, MNIST, Classes, DatasetSpec
+from vaelab.download import download_dataset
 from vaelab.errors import VaelabError
 
-IMAGE_SIDE = 28
+IMAGE_SIDE = 28  # MNIST's images, and those of every named dataset, are 28 x 28
 DATA_SIZE = IMAGE_SIDE * IMAGE_SIDE
+MAX_IMAGE_SIDE = 512  # a folder dataset's images may be H x W with H, W up to this
 
-# name (decompressed) -> (bytes, SHA-256 of the decompressed bytes)
-MNIST_FILES: dict[str, tuple[int, str]] = {
-    "train-images-idx3-ubyte": (
-        47040016,
-        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    ),
-    "train-labels-idx1-ubyte": (
-        60008,
-        "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    ),
-    "t10k-images-idx3-ubyte": (
-        7840016,
-        "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    ),
-    "t10k-labels-idx1-ubyte": (
-        10008,
-        "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-    ),
-}
+# name (decompressed) -> (bytes, SHA-256 of the decompressed bytes); catalog.MNIST says the same
+MNIST_FILES: dict[str, tuple[int, str]] = {name: (s.size, s.sha256) for name, s in MNIST.files.items()}
 SPLITS = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -70,9 +65,10 @@ _NOT_IDX_LIMIT = 1 << 20
 class Split:
     """One split of the dataset as it lies on disk: raw bytes, not yet binarized."""
 
-    images: torch.Tensor  # (N, 28, 28) uint8
+    images: torch.Tensor  # (N, H, W) uint8; 28 x 28 for the named datasets
     labels: torch.Tensor  # (N,) int64
     files: dict[str, str]  # file name -> SHA-256 of its decompressed bytes
+    classes: Classes = DIGITS  # what the labels mean
 
 
 def bundled_dir() -> Path:
@@ -176,19 +172,20 @@ def parse_idx(data: bytes, *, name: str = "IDX data") -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def locate_files(data_dir: str | Path) -> dict[str, Path]:
-    """Paths of the four MNIST files in `data_dir`, flat or in torchvision's MNIST/raw/."""
+def locate_files(data_dir: str | Path, dataset: str = "mnist") -> dict[str, Path]:
+    """Paths of the four IDX files of `dataset` in `data_dir`: flat, or in NAME/raw/ (torchvision's) or raw/."""
     root = Path(data_dir).expanduser()
+    named = catalog.DATASETS.get(dataset)
+    title = named.title if named else "set of IDX files"
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
-        raise VaelabError(
-            f"data directory {root} {what}; point --data-dir at the folder holding the MNIST "
-            "files, or add --download to fetch them there"
-        )
+        fix = f"the {title} files, or add --download to fetch them there" if named else "the four IDX files"
+        raise VaelabError(f"data directory {root} {what}; point --data-dir at the folder holding {fix}")
+    subfolders = dict.fromkeys((named.torchvision, named.name) if named else ("MNIST",))
     best: dict[str, Path] = {}
-    for folder in (root, root / "MNIST" / "raw", root / "raw"):
+    for folder in (root, *(root / sub / "raw" for sub in subfolders if sub), root / "raw"):
         found = {}
-        for name in MNIST_FILES:
+        for name in MNIST_FILES:  # every dataset's files have MNIST's names
             # Also accept the common 'train-images.idx3-ubyte' spelling.
             spellings = (name, name.replace("-idx", ".idx"))
             candidates = [folder / (s + ext) for s in spellings for ext in (".gz", "")]
@@ -199,52 +196,154 @@ def locate_files(data_dir: str | Path) -> dict[str, Path]:
             return found
         best = max(best, found, key=len)
     missing = ", ".join(name for name in MNIST_FILES if name not in best)
+    where = f"{next(sub for sub in subfolders if sub)}/raw/" if named else "MNIST/raw/"
+    if named is None:
+        fix = "copy them there, or name a dataset with --dataset instead of folder"
+    elif named.bundled:
+        fix = "add --download to fetch them, or omit --data-dir to use the bundled copy"
+    else:
+        fix = f"add --download to fetch them, or omit --data-dir to use {named.title} where installed or downloaded"
     raise VaelabError(
-        f"no complete MNIST in {root}: missing {missing} (each may be .gz, directly in the "
-        "folder or in MNIST/raw/); add --download to fetch them, or omit --data-dir to use "
-        "the bundled copy"
+        f"no complete {title} in {root}: missing {missing} (each may be .gz, directly in the "
+        f"folder or in {where}); {fix}"
     )
+
+
+def find_dataset(dataset: str = "mnist", data_dir: str | Path | None = None, *, download: bool = False,
+                 echo=print) -> Path:
+    """The folder to read `dataset` from, fetching its missing files first if `download`.
+
+    With `data_dir`, that folder (the files flat in it or in a layout `locate_files`
+    accepts); `folder` needs one. Without, MNIST is the bundled copy and any other
+    named dataset is looked for in its `search` folders, then in the download cache
+    (`catalog.cache_dir`), where `download` puts it. `folder` with `download` fetches
+    MNIST's missing files, as --download --data-dir DIR did before datasets had
+    names. Files are checked only for presence here; `load_split` verifies them.
+    """
+    if dataset == FOLDER:
+        if data_dir is None:
+            raise VaelabError("--dataset folder needs --data-dir: the folder holding the four IDX files")
+        root = Path(data_dir).expanduser()
+        if download and not _complete(root, FOLDER):  # what --download --data-dir DIR meant before names: MNIST
+            echo(f"{root} lacks IDX files: fetching MNIST's (--dataset names another dataset to fetch)")
+            download_dataset(catalog.spec("mnist"), root, echo=echo)
+        locate_files(root, FOLDER)
+        return root
+    spec = catalog.spec(dataset)
+    if data_dir is not None:
+        root = Path(data_dir).expanduser()
+        if download and not _complete(root, dataset):
+            download_dataset(spec, root, echo=echo)
+        locate_files(root, dataset)
+        return root
+    if spec.bundled:
+        return bundled_dir()
+    places = [*(Path(folder) for folder in spec.search), catalog.cache_dir(spec.name)]
+    for place in places:
+        if _complete(place, dataset):
+            return place
+    if download:
+        download_dataset(spec, places[-1], echo=echo)
+        locate_files(places[-1], dataset)
+        return places[-1]
+    raise VaelabError(f"{spec.title} is not in {' nor '.join(map(str, places))}; {spec.get}")
+
+
+def _complete(folder: Path, dataset: str) -> bool:
+    """Whether `folder` holds all four files of `dataset`."""
+    try:
+        locate_files(folder, dataset)
+    except VaelabError:
+        return False
+    return True
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def verify_checksum(name: str, data: bytes, source: Path | str) -> None:
-    """Fail unless `data` is the genuine MNIST file `name`."""
-    size, digest = MNIST_FILES[name]
-    actual = sha256(data)
-    if actual != digest:
+def verify_checksum(name: str, data: bytes, source: Path | str, spec: DatasetSpec = MNIST, *,
+                    bundled: bool = False) -> None:
+    """Fail unless `data` is the genuine file `name` of `spec`: its SHA-256 where pinned, else its size."""
+    genuine = spec.files[name]
+    if bundled:
+        fix = "the copy bundled with vaelab is damaged: reinstall vaelab"
+    else:
+        fix = (f"delete it and fetch it again with --download, or use --dataset folder for IDX files other than "
+               f"{spec.title}")
+    if genuine.sha256 is not None:
+        actual = sha256(data)
+        if actual != genuine.sha256:
+            raise VaelabError(
+                f"{source} fails its checksum (SHA-256 {actual[:16]}..., expected {genuine.sha256[:16]}...): "
+                f"it is not the genuine {spec.title} file {name}; {fix}"
+            )
+    elif len(data) != genuine.size:
         raise VaelabError(
-            f"{source} fails its checksum (SHA-256 {actual[:16]}..., expected {digest[:16]}...); "
-            "the file is damaged: delete it and fetch it again with --download"
+            f"{source} holds {len(data)} bytes, not the {genuine.size} of the genuine {spec.title} file {name}; "
+            f"{fix}"
         )
 
 
-def load_split(split: str, data_dir: str | Path | None = None) -> Split:
-    """Read one split ('train' or 'test') from `data_dir`, or from the bundled copy.
+def load_split(split: str, data_dir: str | Path | None = None, *, dataset: str | None = None,
+               class_names: str | Path | None = None) -> Split:
+    """Read one split ('train' or 'test') of `dataset` from `data_dir` or where `find_dataset` finds it.
 
-    The bundled files are verified by checksum. Files in a user's folder are only
-    checked for structure, so MNIST-format sets such as Fashion-MNIST load too;
-    their checksums are returned so the run can record what it was trained on.
+    `dataset` unset means what it meant before datasets had names: the bundled
+    MNIST without `data_dir`, any IDX files (`folder`) with one. Named datasets
+    are verified against their pinned sizes and checksums, and have their own
+    class names. A folder's files are only checked for structure; its classes are
+    named by `class_names`, else by DATA_DIR/classes.txt if there, else numbered.
+    Every file's checksum is returned so the run can record what it was trained on.
     """
     if split not in SPLITS:
         raise VaelabError(f"unknown split {split!r}; use 'train' or 'test'")
-    bundled = data_dir is None
-    paths = locate_files(bundled_dir() if bundled else data_dir)
+    dataset = dataset or ("mnist" if data_dir is None else FOLDER)
+    spec = catalog.DATASETS.get(dataset)
+    if spec is not None and class_names is not None:
+        raise VaelabError(f"class_names names the classes of --dataset folder only; {dataset} has its own names")
+    root = find_dataset(dataset, data_dir)
+    paths = locate_files(root, dataset)
     image_name, label_name = SPLITS[split]
     arrays, files = {}, {}
     for name in (image_name, label_name):
         data = read_bytes(paths[name])
-        if bundled:
-            verify_checksum(name, data, paths[name])
+        if spec is not None:
+            verify_checksum(name, data, paths[name], spec, bundled=spec.bundled and root == bundled_dir())
         arrays[name] = parse_idx(data, name=str(paths[name]))
         files[name] = sha256(data)
     images, labels = arrays[image_name], arrays[label_name]
-    if images.ndim != 3 or images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+    _check_shapes(images, labels, paths, split, named=spec is not None)
+    if spec is not None:
+        classes = spec.classes
+        if int(labels.max()) >= len(classes.names):
+            raise VaelabError(
+                f"{paths[label_name]} holds label {int(labels.max())}, but {spec.title} has {len(classes.names)} "
+                f"classes: it is not the genuine {spec.title} file; delete it and fetch it again with --download"
+            )
+    else:  # numbered or named, the classes are those of both splits, so that train and test agree
+        other = paths[SPLITS["test" if split == "train" else "train"][1]]
+        top = max(int(labels.max()), int(parse_idx(read_bytes(other), name=str(other)).max(initial=0)))
+        classes = folder_classes(root, paths[label_name].parent, class_names, top + 1, files)
+    return Split(
+        images=torch.from_numpy(images.copy()),
+        labels=torch.from_numpy(labels.astype(np.int64)),
+        files=files,
+        classes=classes,
+    )
+
+
+def _check_shapes(images: np.ndarray, labels: np.ndarray, paths: dict[str, Path], split: str, *,
+                  named: bool) -> None:
+    """Fail unless `images` are (N, H, W) images of an allowed size, the same as the other split's, with N labels."""
+    image_name, label_name = SPLITS[split]
+    side = f"{IMAGE_SIDE}, {IMAGE_SIDE}" if named else "H, W"
+    if images.ndim != 3 or (named and images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE)):
+        raise VaelabError(f"{paths[image_name]} holds arrays of shape {images.shape}; expected (N, {side}) images")
+    if not all(1 <= n <= MAX_IMAGE_SIDE for n in images.shape[1:]):
         raise VaelabError(
-            f"{paths[image_name]} holds arrays of shape {images.shape}; "
-            f"expected (N, {IMAGE_SIDE}, {IMAGE_SIDE}) images"
+            f"{paths[image_name]} holds images of {images.shape[1]} x {images.shape[2]} pixels; vaelab reads "
+            f"images of 1 to {MAX_IMAGE_SIDE} pixels a side"
         )
     if labels.ndim != 1:
         raise VaelabError(f"{paths[label_name]} holds shape {labels.shape}; expected (N,) labels")
@@ -255,11 +354,46 @@ def load_split(split: str, data_dir: str | Path | None = None) -> Split:
         )
     if len(images) == 0:
         raise VaelabError(f"{paths[image_name]} holds no images")
-    return Split(
-        images=torch.from_numpy(images.copy()),
-        labels=torch.from_numpy(labels.astype(np.int64)),
-        files=files,
-    )
+    other = paths[SPLITS["test" if split == "train" else "train"][0]]
+    shape = _idx_shape(other)
+    if shape is not None and len(shape) == 3 and shape[1:] != images.shape[1:]:
+        raise VaelabError(
+            f"{paths[image_name]} holds images of {images.shape[1]} x {images.shape[2]} pixels but {other} of "
+            f"{shape[1]} x {shape[2]}; the training and test images must have one size"
+        )
+
+
+def _idx_shape(path: Path) -> tuple[int, ...] | None:
+    """The dimensions an IDX file's header announces, read without the data; None if unreadable."""
+    try:
+        with open(path, "rb") as file:
+            gzipped = file.read(2) == _GZIP_MAGIC
+            file.seek(0)
+            stream = gzip.GzipFile(fileobj=file) if gzipped else file
+            head = _read_at_most(stream, 4)
+            if len(head) < 4 or not 1 <= head[3] <= 4:
+                return None
+            head += _read_at_most(stream, 4 * head[3])
+    except (EOFError, OSError, zlib.error):
+        return None
+    if len(head) != 4 + 4 * head[3]:
+        return None
+    return tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(head[3]))
+
+
+def folder_classes(root: Path, files_dir: Path, class_names: str | Path | None, n_labels: int,
+                   files: dict[str, str]) -> Classes:
+    """A folder dataset's classes: from `class_names`, else a classes.txt in `root` or beside the files, else
+    those of the named dataset whose genuine files these are (by their SHA-256s, `files`), else numbered."""
+    if class_names is not None:
+        return catalog.read_class_file(class_names, n_labels)
+    for folder in dict.fromkeys((root, files_dir)):
+        if (folder / CLASS_FILE).is_file():
+            return catalog.read_class_file(folder / CLASS_FILE, n_labels)
+    for spec in catalog.DATASETS.values():
+        if all(spec.files[name].sha256 == digest for name, digest in files.items()):
+            return spec.classes
+    return catalog.numbered(n_labels)
 
 
 # --- binarization -------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""The one network access vaelab makes: an explicit, checksummed MNIST download.
+"""The one network access vaelab makes: an explicit, checksummed download of a dataset.
+
+`download_dataset(spec, folder)` fetches the IDX files of a `catalog.DatasetSpec`
+missing from `folder`, as NAME.gz from the spec's mirrors; `download_mnist` is
+the same for MNIST.
 
 Runs only with `--download`, only over https:// (redirects included), with the
 server's certificate verified against Python's default trust store (the
@@ -8,9 +12,11 @@ A mirror cannot hold a download forever or fill memory: a read that stalls
 fails after `timeout` seconds, a file that is not complete after `deadline`
 seconds fails however steadily its bytes trickle in, and a body larger than the
 genuine file could ever be compressed to (`size_cap`) is refused as soon as it
-is announced or exceeded. The body is kept in memory, decompressed in chunks
-that stop one byte past the genuine size (so a gzip bomb fails there) and
-checked against the SHA-256 of the genuine decompressed bytes. Only then is it
+is announced or exceeded. The body is kept in memory, checked against the MD5
+of the genuine .gz where the spec has one (KMNIST), decompressed in chunks that
+stop one byte past the genuine size (so a gzip bomb fails there), and checked
+for that exact size and the SHA-256 of the genuine decompressed bytes where the
+spec has one (MNIST, Fashion-MNIST). Only then is it
 written, by `vaelab.files.atomic_write`, so a failed, corrupted or interrupted
 download (Ctrl-C included) leaves nothing in the data folder.
 """
@@ -29,15 +35,11 @@ import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from vaelab.data import MNIST_FILES
+from vaelab.catalog import MNIST, DatasetSpec
 from vaelab.errors import VaelabError
 from vaelab.files import atomic_write, remove_leftovers
 
-# The https mirrors of the original files: torchvision's first, TensorFlow's second.
-MIRRORS = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-)
+MIRRORS = MNIST.mirrors  # download_mnist's default: torchvision's first, TensorFlow Datasets' second
 _CHUNK = 1 << 20  # bytes read from the network, or decompressed, at a time
 
 
@@ -45,27 +47,33 @@ class _Failed(Exception):
     """Why one mirror's copy of a file was rejected (one line, without the URL)."""
 
 
-def missing_files(data_dir: Path) -> list[str]:
-    """MNIST files absent from `data_dir` (flat layout, raw or .gz)."""
+def missing_files(data_dir: Path, spec: DatasetSpec = MNIST) -> list[str]:
+    """The spec's files absent from `data_dir` (flat layout, raw or .gz)."""
     return [
         name
-        for name in MNIST_FILES
+        for name in spec.files
         if not any((data_dir / (name + ext)).is_file() for ext in (".gz", ""))
     ]
 
 
-def size_cap(name: str) -> int:
+def size_cap(name: str, spec: DatasetSpec = MNIST) -> int:
     """The most bytes a genuine `name`.gz can hold: its decompressed size plus gzip's worst case.
 
     Deflate stores incompressible data in blocks of at most 65,535 bytes with a
     5-byte header each (under 0.01%), and the gzip header and trailer add 18
     bytes plus an optional file name; 0.1% + 1 KiB covers all of it.
     """
-    size = MNIST_FILES[name][0]
+    size = spec.files[name].size
     return size + size // 1000 + 1024
 
 
-def download_mnist(
+def download_mnist(data_dir: str | Path, *, mirrors: tuple[str, ...] | None = None, **options) -> list[Path]:
+    """`download_dataset` for MNIST, from `MIRRORS` unless `mirrors` are given."""
+    return download_dataset(MNIST, data_dir, mirrors=mirrors or MIRRORS, **options)
+
+
+def download_dataset(
+    spec: DatasetSpec,
     data_dir: str | Path,
     *,
     mirrors: tuple[str, ...] | None = None,
@@ -74,14 +82,16 @@ def download_mnist(
     context: ssl.SSLContext | None = None,
     echo=print,
 ) -> list[Path]:
-    """Fetch the MNIST files missing from `data_dir` (from `MIRRORS` unless given); return the paths written.
+    """Fetch the files of `spec` missing from `data_dir` (from its mirrors unless given); return the paths written.
 
     `timeout` bounds each network read (a stalled mirror), `deadline` each file
     from one mirror (a mirror that trickles); either failure moves on to the
     next mirror. `context` is the TLS context, Python's default unless given;
     while the call runs, its `sslsocket_class` is a subclass that keeps the deadline.
     """
-    mirrors = mirrors or MIRRORS
+    mirrors = mirrors or spec.mirrors
+    if not mirrors:
+        raise VaelabError(f"{spec.title} has no mirror to download from; copy its files into {data_dir} by hand")
     for mirror in mirrors:
         parts = urlsplit(mirror)
         if parts.scheme.lower() != "https" or not parts.hostname:
@@ -102,23 +112,24 @@ def download_mnist(
     try:
         opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _HttpsRedirects)
         written = []
-        for name in missing_files(data_dir):
-            blob = _fetch_one(name, mirrors, opener, clock, timeout, deadline, echo)
+        for name in missing_files(data_dir, spec):
+            blob = _fetch_one(spec, name, mirrors, opener, clock, timeout, deadline, echo)
             written.append(atomic_write(data_dir / f"{name}.gz", blob))
         return written
     finally:
         context.sslsocket_class = base
 
 
-def _fetch_one(name: str, mirrors, opener, clock: _Clock, timeout: float, deadline: float, echo) -> bytes:
+def _fetch_one(spec: DatasetSpec, name: str, mirrors, opener, clock: _Clock, timeout: float, deadline: float,
+               echo) -> bytes:
     """The verified .gz of `name` from the first mirror that serves it, still in memory."""
     failures = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + f"/{name}.gz"
         echo(f"downloading {url}")
         try:
-            blob = _read_capped(opener, url, size_cap(name), timeout, deadline, clock)
-            _verify(blob, name)
+            blob = _read_capped(opener, url, size_cap(name, spec), timeout, deadline, clock)
+            _verify(blob, spec, name)
         except _Failed as exc:
             failures.append(f"{url}: {exc}")
             continue
@@ -164,9 +175,14 @@ def _describe(exc: Exception) -> str:
     return str(reason) or type(reason).__name__
 
 
-def _verify(blob: bytes, name: str) -> None:
-    """Fail unless `blob` decompresses to the genuine `name`, never holding more than a chunk of it."""
-    size, digest = MNIST_FILES[name]
+def _verify(blob: bytes, spec: DatasetSpec, name: str) -> None:
+    """Fail unless `blob` is the genuine `name`.gz, never holding more than a chunk of it decompressed."""
+    genuine = spec.files[name]
+    if genuine.gz_md5 is not None:
+        actual = hashlib.md5(blob, usedforsecurity=False).hexdigest()
+        if actual != genuine.gz_md5:
+            raise _Failed(f"checksum mismatch (MD5 {actual[:16]}..., expected {genuine.gz_md5[:16]}...)")
+    size = genuine.size
     hasher = hashlib.sha256()
     total = 0
     try:
@@ -183,8 +199,10 @@ def _verify(blob: bytes, name: str) -> None:
     except (EOFError, OSError, zlib.error) as exc:
         raise _Failed(f"not a valid gzip file ({exc})") from None
     actual = hasher.hexdigest()
-    if actual != digest:
+    if genuine.sha256 is not None and actual != genuine.sha256:
         raise _Failed(f"checksum mismatch (SHA-256 {actual[:16]}...)")
+    if total != size:
+        raise _Failed(f"decompresses to {total} bytes, not the {size} of the genuine file")
 
 
 class _Clock:
@@ -219,7 +237,7 @@ class _DeadlineSocket(ssl.SSLSocket):
     deadline before each call bounds the download, however the bytes arrive.
     """
 
-    clock: _Clock  # set on the subclass that download_mnist makes
+    clock: _Clock  # set on the subclass that download_dataset makes
 
     def do_handshake(self, *args, **kwargs):
         self.clock.arm(self)

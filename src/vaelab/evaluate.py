@@ -25,8 +25,9 @@ from vaelab.device import make_generator, resolve_device
 from vaelab.errors import Diverged, VaelabError
 from vaelab.files import display, write_json
 from vaelab.latent import active_units, encode_all, kl_per_dimension
-from vaelab.model import VAE, ElboTerms
+from vaelab.models import VAEModel
 from vaelab.objectives import (
+    ElboTerms,
     bernoulli_log_likelihood,
     gaussian_log_density,
     importance_weighted_log_likelihood,
@@ -115,7 +116,7 @@ def _batches(n: int, size: int) -> Iterator[slice]:
 
 
 @torch.inference_mode()
-def elbo_terms(model: VAE, x: torch.Tensor, *, generator: torch.Generator, batch_size: int = 2000) -> ElboTerms:
+def elbo_terms(model: VAEModel, x: torch.Tensor, *, generator: torch.Generator, batch_size: int = 2000) -> ElboTerms:
     """Per-image one-sample ELBO terms over a whole set x of shape (N, D)."""
     parts = [model(x[s], generator) for s in _batches(len(x), batch_size)]
     return ElboTerms(torch.cat([p.loglike for p in parts]), torch.cat([p.kl for p in parts]))
@@ -123,7 +124,7 @@ def elbo_terms(model: VAE, x: torch.Tensor, *, generator: torch.Generator, batch
 
 @torch.inference_mode()
 def iw_log_likelihood(
-    model: VAE,
+    model: VAEModel,
     x: torch.Tensor,
     *,
     k: int,
@@ -168,7 +169,7 @@ def mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
 
 
 def evaluate_model(
-    model: VAE,
+    model: VAEModel,
     x: torch.Tensor,
     *,
     iw_k: int = 1000,
@@ -230,13 +231,14 @@ def evaluate_run(
     check_iw_k(iw_k, run.model.latent_size)
     dev = resolve_device(device)
     model = run.model.to(dev)
-    split = load_split("test", data_dir if data_dir is not None else run.config.data_dir)
+    split = load_split("test", data_dir if data_dir is not None else run.config.data_dir,
+                       dataset=run.config.dataset, class_names=run.config.class_names)
     differences = data_mismatches(run.data.get("sha256", {}), split.files)
     if differences:
         warnings.warn(f"the test files differ from the ones {display(path)} was trained with "
                       f"({'; '.join(differences)}); these scores are of other data", DataMismatchWarning,
                       stacklevel=2)
-    x = binarize(split.images, run.config.binarization, make_generator(dev, seed))
+    x = binarize(split.images, run.config.binarization, test_pixels_generator(run, dev, seed)).to(dev)
     try:
         result = evaluate_model(model, x, iw_k=iw_k, seed=seed, epoch=run.epoch, progress=progress)
     except Diverged as exc:
@@ -246,6 +248,25 @@ def evaluate_run(
     if save:
         write_json(Path(path) / EVAL, keep_larger_iw(result, read_eval(run)).to_dict(), root=path)
     return result
+
+
+def test_pixels_generator(run: Run, device: torch.device, seed: int) -> torch.Generator:
+    """The generator that binarizes the test images as the run saw them in training.
+
+    With dynamic binarization, training drew the test pixels once, from the run's
+    seed on its device, and recorded both; scoring draws the same pixels again. Runs
+    from before that was recorded drew them from the scoring seed, and still do.
+    """
+    recorded = run.data.get("test_binarization")
+    if run.config.binarization != "dynamic" or not isinstance(recorded, dict):
+        return make_generator(device, seed)
+    where = torch.device(recorded.get("device", device.type))
+    if where.type != device.type and where.type != "cpu":
+        warnings.warn(f"{display(run.path)} drew its test pixels on {where.type}, which is not used here; the "
+                      f"test images are drawn again on {device.type}, so scores differ slightly from training's",
+                      DataMismatchWarning, stacklevel=3)
+        where = device
+    return make_generator(where, int(recorded.get("seed", run.config.seed)))
 
 
 def check_iw_k(iw_k: int, latent_size: int | None = None) -> None:

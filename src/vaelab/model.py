@@ -1,82 +1,30 @@
-"""The article's VAE: two three-layer perceptrons and a Gaussian latent code.
+"""The article's VAE under its first name and arguments: `VAE(data_size=784, latent_size=48, hidden_size=None)`.
 
-Encoder: x (784) -> hidden -> hidden -> (mu, softplus -> variance), latent each.
-Decoder: z -> hidden -> hidden -> 784 Bernoulli logits. ReLU between layers;
-hidden = 2 x latent unless set. Layer names match the article's `Encode` and
-`Decode` classes, so its weights map one to one.
+The network itself lives in vaelab.models.mlp (the article's two three-layer
+perceptrons, layer names matching its `Encode` and `Decode` classes) beside the
+other architectures in vaelab.models; new code builds models through that
+registry. This module keeps `from vaelab.model import VAE` working.
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+import math
 
-from vaelab.objectives import ElboTerms, elbo
+from vaelab.models.mlp import MLPVAE, Decoder, Encoder
+from vaelab.objectives import ElboTerms
 
 __all__ = ["VAE", "Encoder", "Decoder", "ElboTerms"]
 
 
-class Encoder(nn.Module):
-    """q(z | x) = N(mu(x), diag var(x))."""
+class VAE(MLPVAE):
+    """The mlp architecture built from the old arguments: D pixels, latent size, one hidden width (None: 2 x latent).
 
-    def __init__(self, data_size: int, latent_size: int, hidden_size: int):
-        super().__init__()
-        self.latent_size = latent_size
-        self.layer1 = nn.Linear(data_size, hidden_size)
-        self.layer2 = nn.Linear(hidden_size, hidden_size)
-        self.layer3 = nn.Linear(hidden_size, 2 * latent_size)  # mean and variance
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = F.relu(self.layer1(x))
-        h = F.relu(self.layer2(h))
-        mu, pre_var = self.layer3(h).split(self.latent_size, dim=-1)  # (B, L) each
-        return mu, F.softplus(pre_var)  # softplus keeps the variance positive
-
-
-class Decoder(nn.Module):
-    """p(x | z): independent Bernoulli pixels; returns their logits."""
-
-    def __init__(self, data_size: int, latent_size: int, hidden_size: int):
-        super().__init__()
-        self.layer1 = nn.Linear(latent_size, hidden_size)
-        self.layer2 = nn.Linear(hidden_size, hidden_size)
-        self.layer3 = nn.Linear(hidden_size, data_size)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.layer1(z))
-        h = F.relu(self.layer2(h))
-        return self.layer3(h)  # (..., D) logits
-
-
-class VAE(nn.Module):
-    """Variational autoencoder (Kingma & Welling 2014) with the article's networks."""
+    D pixels make a square image where they can (784 -> 28 x 28), else one row of D.
+    It is an mlp model in every other way: `name`, `args` and checkpoints are mlp's,
+    so `vaelab.models.MODELS["mlp"](**model.args)` rebuilds it.
+    """
 
     def __init__(self, *, data_size: int = 784, latent_size: int = 48, hidden_size: int | None = None):
-        super().__init__()
-        hidden_size = hidden_size if hidden_size is not None else 2 * latent_size
-        self.data_size, self.latent_size, self.hidden_size = data_size, latent_size, hidden_size
-        self.encoder = Encoder(data_size, latent_size, hidden_size)
-        self.decoder = Decoder(data_size, latent_size, hidden_size)
-
-    @property
-    def args(self) -> dict[str, int]:
-        """Constructor arguments: `VAE(**model.args)` rebuilds the architecture."""
-        return {
-            "data_size": self.data_size,
-            "latent_size": self.latent_size,
-            "hidden_size": self.hidden_size,
-        }
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior mean and variance, (B, L) each."""
-        return self.encoder(x)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Bernoulli logits of the pixels, (..., D)."""
-        return self.decoder(z)
-
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> ElboTerms:
-        """One-sample ELBO terms for a batch of binary images x of shape (B, D) (vaelab.objectives.elbo)."""
-        terms = elbo(self, x, generator)
-        return ElboTerms(loglike=terms.loglike, kl=terms.kl)
+        side = math.isqrt(data_size)
+        super().__init__(image_shape=(side, side) if side * side == data_size else (1, data_size),
+                         latent_size=latent_size, hidden=None if hidden_size is None else (hidden_size, hidden_size))

@@ -32,16 +32,16 @@ from vaelab.data import (
     binarize_dynamic,
     binarize_threshold,
     data_mismatches,
+    find_dataset,
     grey_levels,
     load_split,
-    locate_files,
 )
 from vaelab.device import make_generator, resolve_device, restore_generator, state_origin
-from vaelab.download import download_mnist
 from vaelab.errors import Diverged, TrainingInterrupted, VaelabError
 from vaelab.evaluate import elbo_terms
 from vaelab.files import display
-from vaelab.model import VAE
+from vaelab.models import VAEModel, args_for, named_args
+from vaelab.models import build_model as build_architecture
 from vaelab.objectives import OBJECTIVES, ElboTerms, Objective, Terms, elbo
 from vaelab.resources import ThreadTuner, check_fits
 from vaelab.rundir import RunDir
@@ -54,12 +54,13 @@ HEADER = f"{'epoch':>5} {'reg':>9} {'loglike':>10} {'lowerBound':>11} {'test ELB
 
 @dataclass
 class TrainData:
-    """The training and test sets, on the device, as the model sees them."""
+    """The training, validation and test sets, on the device, as the model sees them."""
 
     train: torch.Tensor  # (N, D): binary images, or grey levels for dynamic binarization
     test: torch.Tensor  # (M, D): binary images, fixed
     dynamic: bool  # redraw training pixels from the grey levels every batch
     info: dict[str, Any]  # provenance, saved in the checkpoint
+    valid: torch.Tensor | None = None  # (V, D): training images held out, binary and fixed; None: no validation
 
     def batch(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         x = self.train.index_select(0, index)  # (B, D); faster than x[index] on CPU
@@ -67,38 +68,80 @@ class TrainData:
 
 
 def load_data(config: TrainConfig, device: torch.device, echo: Echo = print) -> TrainData:
-    """Read (and if asked, download) MNIST, binarize it and move it to `device`."""
-    if config.download:
-        if config.data_dir is None:
-            raise VaelabError("--download needs --data-dir: the folder to download MNIST into")
-        try:
-            locate_files(config.data_dir)  # a complete set, in any layout, needs no download
-        except VaelabError:
-            download_mnist(config.data_dir, echo=echo)
-    train, test = load_split("train", config.data_dir), load_split("test", config.data_dir)
+    """Read (and if asked, download) the dataset, hold out the validation images, binarize, move to `device`.
+
+    The test and validation images are binarized once, with generators seeded from
+    the run's seed (recorded in the run), so every epoch and every later score see
+    the same pixels; dynamic binarization redraws only the training images.
+    """
+    folder = find_dataset(config.dataset, config.data_dir, download=config.download, echo=echo)
+    train, test = (load_split(name, folder, dataset=config.dataset, class_names=config.class_names)
+                   for name in ("train", "test"))
+    kept, held_out = split_validation(len(train.images), config.validation, config.seed)
     dynamic = config.binarization == "dynamic"
     images = train.images.to(device)
-    x_train = grey_levels(images) if dynamic else binarize_threshold(images)
+    x_train = images.index_select(0, kept.to(device)) if held_out is not None else images
+    x_train = grey_levels(x_train) if dynamic else binarize_threshold(x_train)
     x_test = binarize(test.images, config.binarization, make_generator(device, config.seed))
+    x_valid = None
+    if held_out is not None:
+        x_valid = binarize(images.index_select(0, held_out.to(device)), config.binarization,
+                           make_generator(device, config.seed + VALIDATION_STREAM))
     info = {
-        "source": "bundled MNIST" if config.data_dir is None else str(Path(config.data_dir).resolve()),
+        "source": "bundled MNIST" if config.data_dir is None and config.dataset == "mnist"
+        else absolute_data_dir(folder),
+        "dataset": config.dataset,
+        "classes": train.classes.to_dict(),
+        "image_shape": list(train.images.shape[1:]),
         "n_train": len(x_train),
         "n_test": len(x_test),
+        "n_valid": 0 if x_valid is None else len(x_valid),
         "binarization": config.binarization,
         "threshold_byte": THRESHOLD_BYTE,
         "sha256": {**train.files, **test.files},
     }
-    return TrainData(train=x_train, test=x_test, dynamic=dynamic, info=info)
+    if dynamic:  # the fixed draws of the test (and validation) pixels: generator, seed and device
+        info["test_binarization"] = {"seed": config.seed, "device": device.type}
+    if x_valid is not None:
+        info["validation"] = {"seed": config.seed, "held_out": len(x_valid), "from": len(train.images)}
+    return TrainData(train=x_train, test=x_test, dynamic=dynamic, info=info, valid=x_valid)
 
 
-def build_model(config: TrainConfig, data_size: int) -> VAE:
-    """The article's VAE, initialised from the run's seed whatever the global RNG holds."""
+VALIDATION_STREAM = 0x5A11D  # offsets the seed of the validation pixels' draw from the test set's
+
+
+def split_validation(n: int, held_out: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Indices of the training images kept and of the `held_out` ones (None when none), chosen by `seed`.
+
+    A CPU generator of its own draws them, so the choice is the same on every device
+    and the training generator's stream (shuffling, noise) is untouched. Kept images
+    stay in their original order.
+    """
+    if held_out == 0:
+        return torch.arange(n), None
+    if held_out >= n:
+        raise VaelabError(f"--validation {held_out} would hold out all {n} training images; give fewer than {n}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[held_out:].sort().values, order[:held_out].sort().values
+
+
+def build_model(config: TrainConfig, image_shape: tuple[int, ...]) -> VAEModel:
+    """The config's architecture for images of `image_shape`, initialised from the run's seed whatever the
+    global RNG holds (the article's VAE by default)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return VAE(data_size=data_size, latent_size=config.latent_size, hidden_size=config.hidden)
+        return _architecture(config, image_shape)
 
 
-def build_optimizer(config: TrainConfig, model: VAE, device: torch.device) -> torch.optim.Optimizer:
+def _architecture(config: TrainConfig, image_shape: tuple[int, ...]) -> VAEModel:
+    try:
+        return build_architecture(config.model, args_for(config, image_shape))
+    except ValueError as exc:  # e.g. a conv model on images it cannot halve
+        raise VaelabError(f"--model {config.model} cannot model these {'x'.join(map(str, image_shape))} "
+                          f"images: {str(exc).removeprefix('model args ')}") from None
+
+
+def build_optimizer(config: TrainConfig, model: VAEModel, device: torch.device) -> torch.optim.Optimizer:
     """Adam, or centred RMSprop, as in the article; fused kernels where PyTorch has them."""
     params = list(model.parameters())
     if config.optimizer == "adam":
@@ -120,7 +163,7 @@ def objective_label(config: TrainConfig) -> str | None:
             "iwae": f"IWAE K={config.samples}"}[config.objective]
 
 
-def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, generator: torch.Generator,
+def train_step(model: VAEModel, optimizer: torch.optim.Optimizer, x: torch.Tensor, generator: torch.Generator,
                objective: Objective = elbo) -> Terms:
     """One gradient step on the negative objective (for the ELBO, the article's `loss = -lowerBound`)."""
     terms = objective(model, x, generator)
@@ -198,7 +241,7 @@ class _Session:
     run_dir: Path
     config: TrainConfig
     data: TrainData
-    model: VAE
+    model: VAEModel
     optimizer: torch.optim.Optimizer
     generator: torch.Generator
     position: Position
@@ -215,7 +258,7 @@ class _Session:
             _diverged(self, "the weights")
         mid_epoch = self.position.batch > 0
         save_checkpoint(self.run_dir, Checkpoint(
-            config=self.config, model_args=self.model.args, model_state=self.model.state_dict(),
+            config=self.config, model_args=named_args(self.model), model_state=self.model.state_dict(),
             optimizer_state=self.optimizer.state_dict(), rng_state=self.generator.get_state(),
             position=self.position, metrics=self.metrics, data=self.data.info,
             perm=self.perm if mid_epoch else None, sums=self.sums if mid_epoch else None))
@@ -226,18 +269,19 @@ def _start(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, echo: Ec
     """Load the data and build the model, optimizer and generator, fresh or from `ckpt`."""
     device = resolve_device(config.device)
     data = load_data(config, device, echo)
-    check_fits(training_memory(config, *data.train.shape[::-1]), device,
-               f"training with --latent-size {config.latent_size}, hidden size {config.hidden} and "
-               f"--batch-size {config.batch_size}")
-    model = build_model(config, data.train.shape[1]).to(device)
+    image_shape = tuple(data.info["image_shape"])
+    check_fits(training_memory(config, image_shape, len(data.train)), device,
+               f"training --model {config.model} with --latent-size {config.latent_size}, hidden layers "
+               f"{', '.join(map(str, config.hidden_layers))} and --batch-size {config.batch_size}")
+    model = build_model(config, image_shape).to(device)
     session = _Session(run_dir, config, data, model, build_optimizer(config, model, device),
                        make_generator(device, config.seed), Position(), [])
     if ckpt is None:
         session.save()  # epoch 0, the untrained model: the run directory is complete at once
         return session
-    if ckpt.model_args["data_size"] != data.train.shape[1]:
-        raise VaelabError(f"{display(run_dir)} models images of {ckpt.model_args['data_size']} pixels, but "
-                          f"{display(data.info['source'])} holds images of {data.train.shape[1]}")
+    if tuple(ckpt.model_args["image_shape"]) != image_shape:
+        raise VaelabError(f"{display(run_dir)} models images of {_shape(ckpt.model_args['image_shape'])} pixels, "
+                          f"but {display(data.info['source'])} holds images of {_shape(image_shape)}")
     differences = data_mismatches(ckpt.data.get("sha256", {}), data.info["sha256"])
     if differences:
         raise VaelabError(
@@ -263,8 +307,7 @@ def _fit(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, *, progres
     s = _start(run_dir, config, ckpt, echo)
     echo(f"training on {s.data.train.device}: {s.data.info['n_train']} images from "
          f"{s.data.info['source']}, {config.binarization} binarization -> {run_dir}")
-    label = objective_label(config)
-    echo(HEADER + (f" {label:>13}" if label else ""))
+    echo(log_header(config))
     s.objective = build_objective(config)
     s.threads = ThreadTuner(s.data.train.device)
     with _stop_guard() as stop, _restoring(s.threads):
@@ -328,17 +371,21 @@ def _epoch_metrics(s: _Session, started: float) -> dict[str, Any]:
     if value:  # the objective's own value, when it is not the article's ELBO
         row["objective"] = value[0]
     if s.config.test_every_epoch:
-        test = _test_scores(s.model, s.data, s.config)
+        test = _test_scores(s.model, s.data.test, s.config.seed)
         row.update(test_elbo=test.elbo.mean().item(), test_loglike=test.loglike.mean().item(),
                    test_kl=test.kl.mean().item())
+    if s.data.valid is not None:
+        valid = _test_scores(s.model, s.data.valid, s.config.seed + VALIDATION_STREAM)
+        row.update(valid_elbo=valid.elbo.mean().item(), valid_loglike=valid.loglike.mean().item(),
+                   valid_kl=valid.kl.mean().item())
     seconds = time.perf_counter() - started  # this session's share of the epoch, test included
     return {**row, "seconds": seconds, "elapsed": s.position.elapsed + seconds, "step": s.position.step}
 
 
-def _test_scores(model: VAE, data: TrainData, config: TrainConfig) -> ElboTerms:
-    """Test-set ELBO terms with a fixed noise stream, so epochs compare like with like."""
+def _test_scores(model: VAEModel, x: torch.Tensor, seed: int) -> ElboTerms:
+    """ELBO terms of held-out images with a fixed noise stream, so epochs compare like with like."""
     model.eval()
-    terms = elbo_terms(model, data.test, generator=make_generator(data.test.device, config.seed))
+    terms = elbo_terms(model, x, generator=make_generator(x.device, seed))
     model.train()
     return ElboTerms(terms.loglike.cpu().double(), terms.kl.cpu().double())  # MPS has no float64
 
@@ -347,8 +394,15 @@ def format_row(m: dict[str, Any]) -> str:
     """One line of the article's per-epoch log: per-image means in nats, plus test ELBO."""
     test = f"{m['test_elbo']:10.2f}" if m.get("test_elbo") is not None else f"{'-':>10}"
     own = f" {m['objective']:13.2f}" if m.get("objective") is not None else ""
+    valid = f" {m['valid_elbo']:10.2f}" if m.get("valid_elbo") is not None else ""
     return (f"{m['epoch']:5d} {m['reg']:9.2f} {m['loglike']:10.2f} {m['lower_bound']:11.2f} "
-            f"{test} {m['elapsed']:8.1f}{own}")
+            f"{test} {m['elapsed']:8.1f}{own}{valid}")
+
+
+def log_header(config: TrainConfig) -> str:
+    """The log's column names: the article's, then the objective's own value and the validation ELBO if any."""
+    label = objective_label(config)
+    return HEADER + (f" {label:>13}" if label else "") + (f" {'valid ELBO':>10}" if config.validation else "")
 
 
 def sums_size(config: TrainConfig) -> int:
@@ -356,16 +410,26 @@ def sums_size(config: TrainConfig) -> int:
     return 3 if config.logs_objective else 2
 
 
-def training_memory(config: TrainConfig, data_size: int, n_train: int) -> int:
+def _shape(shape) -> str:
+    return " x ".join(map(str, shape))
+
+
+def training_memory(config: TrainConfig, image_shape: tuple[int, ...], n_train: int) -> int:
     """Bytes that training a model of `config` needs beyond the data, roughly, built on no device.
 
     Weights, gradients and two optimizer moments per parameter, and the activations
-    of a training batch (or of a 2,000-image test batch) kept for the backward pass.
+    of a training batch (or of a 2,000-image test batch) kept for the backward pass:
+    each hidden layer's and feature map's, before and after its nonlinearity, in the
+    encoder and the decoder.
     """
     with torch.device("meta"):
-        model = VAE(data_size=data_size, latent_size=config.latent_size, hidden_size=config.hidden)
+        model = _architecture(config, image_shape)
     params = sum(p.numel() for p in model.parameters())
-    per_image = (4 * config.hidden + 6 * config.latent_size + 4 * data_size) * config.samples
+    data_size = math.prod(image_shape)
+    maps = 0
+    if config.model == "conv":  # feature maps of side H/2, H/4, …
+        maps = sum(c * (image_shape[0] // 2 ** (i + 1)) ** 2 for i, c in enumerate(config.channels))
+    per_image = (4 * (sum(config.hidden_layers) + maps) + 6 * config.latent_size + 4 * data_size) * config.samples
     batch = max(min(config.batch_size, n_train), 2000)
     return 4 * (4 * params + 3 * batch * per_image)
 
