@@ -39,7 +39,7 @@ def main() -> None:
         codes = timed("encode 10,000 training images", lambda: explore.encode_subset(run, n=10000, seed=0))
         test = timed("encode 16 test images", lambda: explore.encode_subset(run, n=16, seed=0, split="test"))
         timed("reconstruct", lambda: explore.figure_reconstructions(run, test, out / "r.png", n=16))
-        timed("generate --digit 6", lambda: explore.figure_generate(run, codes, out / "g.png", digit=6))
+        timed("generate --digit 6", lambda: explore.figure_generate(run, codes, out / "g.png", label=6))
         timed("generate, every digit", lambda: explore.figure_generate_all(run, codes, out / "ga.png"))
         timed("mix", lambda: explore.figure_mix(run, codes, out / "m.png"))
         timed("interpolate", lambda: explore.figure_interpolate(run, codes, out / "i.png", start=1, end=4))

@@ -108,7 +108,7 @@ def test_an_unwritable_figure_path_is_one_line(trained_run, tmp_path, capsys):
 def test_empty_data_dir_and_damaged_run(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["train", "--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "r"), "--quiet"]) == 2
-    assert "no complete MNIST" in capsys.readouterr().err
+    assert "no complete set of IDX files" in capsys.readouterr().err
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "checkpoint.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
     assert main(["eval", str(tmp_path / "bad")]) == 2

@@ -431,3 +431,59 @@ def test_figure_path_of_out(tmp_path):
     assert figure_path("a/k.svg", "kl") == Path("a/k.svg")
     with pytest.raises(VaelabError, match=r"the supported formats are \.png, \.pdf, \.svg"):
         figure_path("k.txt", "kl")
+
+
+# ----------------------------------------------------------------------------- class names
+
+
+def _drawn_figure(monkeypatch, draw):
+    """The matplotlib figure `draw` saves, laid out by the Agg renderer."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    seen = []
+    real = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path, root: seen.append(fig) or real(fig, path, root))
+    draw()
+    (fig,) = seen
+    FigureCanvasAgg(fig).draw()
+    return fig
+
+
+def _boxes(texts) -> list:
+    return [t.get_window_extent() for t in texts if t.get_text() and t.get_visible()]
+
+
+def _apart_and_inside(boxes, fig) -> None:
+    frame = fig.bbox
+    for i, box in enumerate(boxes):
+        assert frame.x0 - 1 <= box.x0 and box.x1 <= frame.x1 + 1 and frame.y0 - 1 <= box.y0 and box.y1 <= frame.y1 + 1
+        for other in boxes[i + 1:]:
+            assert not box.overlaps(other), "labels overlap"
+
+
+def test_long_class_names_stay_readable(tmp_path, monkeypatch):
+    from vaelab.catalog import FASHION_MNIST
+
+    classes = FASHION_MNIST.classes
+    images = np.random.default_rng(0).random((10, 10, SIDE, SIDE)).astype(np.float32)
+    fig = _drawn_figure(monkeypatch, lambda: plot_mix(images, list(range(10)), tmp_path / "m.png", classes=classes))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(classes.names)
+    assert ax.get_xlabel() == ax.get_ylabel() == "class" and ax.get_title().startswith("Mixing classes")
+    for ticks in (ax.get_xticklabels(), ax.get_yticklabels()):
+        _apart_and_inside(_boxes(ticks), fig)
+    _apart_and_inside(_boxes([ax.title]), fig)
+
+    fig = _drawn_figure(monkeypatch, lambda: plot_class_samples(images[:, :4], list(range(10)), tmp_path / "c.png",
+                                                                classes=classes))
+    ax = fig.axes[0]
+    _apart_and_inside(_boxes([*ax.get_yticklabels(), ax.title, ax.yaxis.label]), fig)
+
+    points = np.random.default_rng(1).normal(size=(200, 2))
+    labels = np.arange(200) % 10
+    fig = _drawn_figure(monkeypatch, lambda: plot_embedding(points, labels, tmp_path / "e.png", method="pca",
+                                                            classes=classes))
+    legend = fig.axes[0].get_legend()
+    assert legend.get_title().get_text() == "class"
+    assert [t.get_text() for t in legend.get_texts()] == list(classes.names)
+    _apart_and_inside(_boxes(legend.get_texts()), fig)

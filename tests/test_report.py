@@ -13,13 +13,16 @@ import pytest
 import torch
 
 from conftest import write_idx
+from vaelab import checkpoint, report
+from vaelab.catalog import DIGITS
 from vaelab.checkpoint import load_run
 from vaelab.cli import main
 from vaelab.config import TrainConfig
 from vaelab.data import load_split
 from vaelab.evaluate import EvalResult, read_eval
+from vaelab.figures import interpolation_strips
 from vaelab.files import display
-from vaelab.report import _render, current_scores, interpolation_strips, write_report
+from vaelab.report import _render, current_scores, write_report
 from vaelab.training import train
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -34,7 +37,25 @@ def run_copy(trained_run, tmp_path):
     return shutil.copytree(trained_run, tmp_path / "run")
 
 
-def test_report_embeds_every_figure_and_the_scores(trained_run, capsys):
+def _load_as_digits(monkeypatch):
+    """Runs loaded as MNIST's digits: the test folders hold MNIST's images but no class names, so their runs
+    record numbered classes, which figures call 'class 3' rather than 'digit 3'."""
+    real = checkpoint.load_run
+
+    def load(path, **kwargs):
+        run = real(path, **kwargs)
+        return replace(run, data={**run.data, "classes": DIGITS.to_dict()})
+
+    monkeypatch.setattr(checkpoint, "load_run", load)
+    monkeypatch.setattr(report, "load_run", load)
+
+
+@pytest.fixture
+def as_digits(monkeypatch):
+    _load_as_digits(monkeypatch)
+
+
+def test_report_embeds_every_figure_and_the_scores(trained_run, capsys, as_digits):
     assert main(["report", str(trained_run), "--embed", "pca", "--n-stats", "500"]) == 0
     out = capsys.readouterr().out
     path = trained_run / "report.html"
@@ -196,10 +217,11 @@ def _mnist_of(folder, digits, n_train=300, n_test=60):
                       "interpolation between 1 and 7."),
     ([7], 7, None),
 ])
-def test_report_of_data_with_only_some_digits(tmp_path, digits, images, caption):
+def test_report_of_data_with_only_some_digits(tmp_path, digits, images, caption, monkeypatch):
     data = _mnist_of(tmp_path / "data", digits)
     path = tmp_path / "run"
     train(TrainConfig(data_dir=str(data), latent_size=2, hidden_size=8, epochs=1), path, echo=lambda s: None)
+    _load_as_digits(monkeypatch)
     said = []
     write_report(path, embed_method="pca", n_stats=300, iw_k=2, echo=said.append)
     page = html.unescape((path / "report.html").read_text())

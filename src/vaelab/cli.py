@@ -17,8 +17,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from vaelab.config import MAX_SEED, TrainConfig, flag
+from vaelab import figures
+from vaelab.config import TrainConfig, flag
 from vaelab.errors import TrainingInterrupted, VaelabError
+from vaelab.figures import int_between, seed_type
 from vaelab.files import display
 from vaelab.signals import deferred, raise_on_stop_signals, report
 
@@ -82,22 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def int_between(low: int, high: int, *, commas: bool = True):
-    """argparse type of an integer from `low` to `high`: a typo cannot ask for a giant figure."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or not low <= value <= high:
-            shown = f"{low:,} to {high:,}" if commas else f"{low} to {high}"
-            raise argparse.ArgumentTypeError(f"must be an integer from {shown}, got {text}")
-        return value
-
-    return parse
-
-
 def widths(text: str) -> int | tuple[int, ...]:
     """argparse type of layer widths: '96' is one width, '512,256' (or '512 256') a list of them."""
     parts = text.replace(",", " ").split()
@@ -114,71 +100,10 @@ def _as_list(value: int | tuple[int, ...]) -> tuple[int, ...]:
     return value if isinstance(value, tuple) else (value,)
 
 
-def seed_type(text: str) -> int:
-    """argparse type of a seed: an integer from 0 to 2**63 - 1."""
-    return int_between(0, MAX_SEED, commas=False)(text)
-
-
-def _explore_parser(sub, name: str, help: str, *, stats: bool = True, style: bool = True):
-    p = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
-    p.add_argument("run", metavar="RUN", help="run directory written by `vaelab train`")
-    p.add_argument("--out", metavar="FILE", help=f"figure to write, .png, .pdf or .svg; a folder gets {name}.png "
-                                                 f"(default: RUN/figures/{name}.png)")
-    p.add_argument("--seed", type=seed_type, default=0,
-                   help="seed of the image subset and of any sampling (default: 0)")
-    p.add_argument("--data-dir", metavar="DIR", help="where the MNIST files are (default: the run's)")
-    if stats:
-        p.add_argument("--n-stats", type=int_between(1, 1_000_000), default=10000, metavar="N",
-                       help="training images whose codes give the class statistics (default: 10000, as the article)")
-    if style:
-        p.add_argument("--style", choices=("mean", "binary"), default="mean",
-                       help="mean: Bernoulli means as grey levels; binary: sigmoid > 0.5, "
-                            "as the article (default: mean)")
-    return p
-
-
 def _add_explore_commands(sub) -> None:
-    p = _explore_parser(sub, "reconstruct", "test digits beside their reconstructions", stats=False)
-    p.add_argument("-n", type=int_between(1, 1000), default=16, help="how many digits, at most 1000 (default: 16)")
-    p.set_defaults(func=_figure_command(
-        lambda ex, run, codes, a, **to: ex.figure_reconstructions(run, codes, n=a.n, style=a.style, **to),
-        split="test"))
-
-    p = _explore_parser(sub, "generate", "new digits of one class, or from the prior")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--digit", type=int_between(0, 255), metavar="D", help="the class to generate")
-    which.add_argument("--prior", action="store_true", help="sample z from N(0, I) instead")
-    p.add_argument("-n", type=int_between(1, 1000), default=20, help="how many digits, at most 1000 (default: 20)")
-    p.set_defaults(func=_figure_command(
-        lambda ex, run, codes, a, **to: ex.figure_generate(
-            run, codes, digit=None if a.prior else a.digit, n=a.n, seed=a.seed, style=a.style, **to)))
-
-    p = _explore_parser(sub, "mix", "the matrix of digits mixed by averaging their classes' mean codes")
-    p.set_defaults(func=_figure_command(
-        lambda ex, run, codes, a, **to: ex.figure_mix(run, codes, style=a.style, **to)))
-
-    p = _explore_parser(sub, "interpolate", "the strip of digits between two classes' mean codes")
-    p.add_argument("--from", dest="start", type=int_between(0, 255), required=True, metavar="A", help="first digit")
-    p.add_argument("--to", dest="end", type=int_between(0, 255), required=True, metavar="B", help="last digit")
-    p.add_argument("--steps", type=int_between(2, 200), default=10,
-                   help="images in the strip, both ends included, 2 to 200 (default: 10)")
-    p.add_argument("--method", choices=("lerp", "slerp"), default="lerp", help="linear or spherical (default: lerp)")
-    p.set_defaults(func=_figure_command(
-        lambda ex, run, codes, a, **to: ex.figure_interpolate(
-            run, codes, start=a.start, end=a.end, steps=a.steps, method=a.method, style=a.style, **to)))
-
-    p = _explore_parser(sub, "embed", "a 2-D map of the latent codes, coloured by digit", style=False)
-    p.add_argument("--method", choices=("tsne", "pca", "umap"), default="tsne",
-                   help="tsne (the article's, perplexity 40), pca, or umap (needs umap-learn) (default: tsne)")
-    p.set_defaults(func=_figure_command(
-        lambda ex, run, codes, a, **to: ex.figure_embed(run, codes, method=a.method, seed=a.seed, **to)))
-
-    p = _explore_parser(sub, "kl", "KL per latent dimension and the active units", style=False)
-    p.set_defaults(func=_figure_command(lambda ex, run, codes, a, **to: ex.figure_kl(run, codes, **to)))
-
-    p = _explore_parser(sub, "curves", "training curves: ELBO, reconstruction and KL per epoch",
-                        stats=False, style=False)
-    p.set_defaults(func=_figure_command(lambda ex, run, codes, a, **to: ex.figure_curves(run, **to), split=None))
+    """One command per figure of `vaelab.figures.FIGURES`, then `report`, which draws them all."""
+    for spec in figures.FIGURES:
+        figures.add_command(sub, spec, _figure_command(spec))
 
     p = sub.add_parser("report", help="one self-contained HTML page with every figure",
                        description="Write RUN/report.html: config, test scores, curves and every figure, "
@@ -189,13 +114,13 @@ def _add_explore_commands(sub) -> None:
                    help="seed of the image subset and of any sampling (default: 0)")
     p.add_argument("--n-stats", type=int_between(1, 1_000_000), default=10000, metavar="N",
                    help="images for class statistics (default: 10000)")
-    p.add_argument("--style", choices=("mean", "binary"), default="mean", help="how digits are shown")
+    p.add_argument("--style", choices=("mean", "binary"), default="mean", help="how images are shown")
     p.add_argument("--embed", choices=("tsne", "pca", "umap"), default="tsne", help="the map's method")
     p.add_argument("--iw-k", type=int, default=1000, metavar="K",
                    help="importance samples per image if the run must be scored (default: 1000; 0 skips the "
                         "estimate)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="where to score it")
-    p.add_argument("--data-dir", metavar="DIR", help="where the MNIST files are (default: the run's)")
+    p.add_argument("--data-dir", metavar="DIR", help="where the dataset's files are (default: the run's)")
     p.set_defaults(func=cmd_report)
 
 
@@ -249,29 +174,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _figure_command(draw, *, split: str | None = "train"):
-    """A command that loads a run, encodes a subset of `split` (None: no codes needed) and draws."""
+def _figure_command(spec: figures.FigureSpec):
+    """The command `vaelab NAME`: draw the figure of `spec` and say where it went."""
 
     def command(args: argparse.Namespace) -> int:
-        from vaelab.plots import figure_path
-
-        out = figure_path(args.out, args.command) if args.out is not None else None  # before any slow work
-        if getattr(args, "method", None) == "umap":
-            from vaelab.latent import require_embedding
-
-            require_embedding("umap")  # fail before the slow part if umap-learn is missing
-        from vaelab import explore
-        from vaelab.checkpoint import load_run
-
-        run = load_run(args.run)
-        # A path the user chose is theirs; the default one lies inside the run, where no link is followed.
-        to = {"path": out, "root": None} if out else {"path": explore.default_path(run, args.command),
-                                                       "root": run.path}
-        codes = None
-        if split is not None:
-            n = args.n if split == "test" else args.n_stats
-            codes = explore.encode_subset(run, n=n, seed=args.seed, split=split, data_dir=args.data_dir)
-        print(f"wrote {display(draw(explore, run, codes, args, **to))}")
+        print(f"wrote {display(figures.draw_command(spec, args))}")
         return 0
 
     return command

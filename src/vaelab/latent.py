@@ -1,7 +1,7 @@
 """Operations in the latent space: tensors in, tensors out, no plotting.
 
 These are the article's "Using the model" section as functions: class
-statistics of the posterior, sampling a chosen digit, mixing two digits,
+statistics of the posterior, sampling a chosen class, mixing two classes,
 interpolating between them, mapping the codes to 2-D, and the diagnostics of
 posterior collapse (KL per dimension and active units).
 """
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vaelab.catalog import DIGITS, Classes
 from vaelab.errors import VaelabError
 from vaelab.model import VAE
 
@@ -29,12 +30,16 @@ class ClassStats:
     variances: torch.Tensor  # (C, L) mean of the posterior variances var(x) of each class
     counts: torch.Tensor  # (C,) images per class
 
-    def index(self, digit: int) -> int:
-        """Row of `digit`, with a clear error for a class that is not there."""
-        hits = (self.classes == digit).nonzero()
+    def index(self, label: int, classes: Classes = DIGITS) -> int:
+        """Row of `label`, with a clear error, naming the classes present, for one that is not there."""
+        hits = (self.classes == label).nonzero()
         if len(hits) == 0:
-            known = ", ".join(str(c) for c in self.classes.tolist())
-            raise VaelabError(f"digit {digit} is not a class of this data; choose one of {known}")
+            present = self.classes.tolist()
+            if classes.digits:
+                known = ", ".join(classes.name(c) for c in present)
+                raise VaelabError(f"digit {label} is not a class of this data; choose one of {known}")
+            known = ", ".join(f"{c} ({classes.name(c)})" if classes.name(c) != str(c) else str(c) for c in present)
+            raise VaelabError(f"no class {classes.name(label)!r} in these images; choose one of {known}")
         return int(hits[0, 0])
 
 
@@ -54,9 +59,10 @@ def class_statistics(mu: torch.Tensor, var: torch.Tensor, labels: torch.Tensor) 
     return ClassStats(classes=classes, means=means, variances=variances, counts=counts)
 
 
-def sample_class(stats: ClassStats, digit: int, n: int, generator: torch.Generator) -> torch.Tensor:
-    """n codes of one digit: z = class mean + eps * sqrt(class variance), the article's recipe. (n, L)"""
-    i = stats.index(digit)
+def sample_class(stats: ClassStats, label: int, n: int, generator: torch.Generator, *,
+                 classes: Classes = DIGITS) -> torch.Tensor:
+    """n codes of one class: z = class mean + eps * sqrt(class variance), the article's recipe. (n, L)"""
+    i = stats.index(label, classes)
     mean, var = stats.means[i], stats.variances[i]
     noise = torch.randn((n, mean.shape[0]), generator=generator, device=mean.device, dtype=mean.dtype)
     return mean + noise * var.sqrt()
@@ -160,8 +166,9 @@ def require_embedding(method: str):
 
 
 @torch.inference_mode()
-def decode_images(model: VAE, z: torch.Tensor, style: str = "mean") -> np.ndarray:
-    """Images for codes z (..., L) -> (..., 28, 28) floats in [0, 1].
+def decode_images(model: VAE, z: torch.Tensor, style: str = "mean",
+                  shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Images for codes z (..., L) -> (..., H, W) floats in [0, 1], (H, W) = `shape` (default: square).
 
     'mean' shows the Bernoulli means (grey levels); 'binary' shows sigmoid > 0.5,
     black and white as in the article's `generateImage`.
@@ -171,5 +178,9 @@ def decode_images(model: VAE, z: torch.Tensor, style: str = "mean") -> np.ndarra
         p = (p > 0.5).float()
     elif style != "mean":
         raise VaelabError(f"unknown --style {style!r}; use mean or binary")
-    side = int(round(p.shape[-1] ** 0.5))
-    return p.reshape(*p.shape[:-1], side, side).cpu().numpy()
+    if shape is None:
+        side = int(round(p.shape[-1] ** 0.5))
+        shape = (side, side)
+    if shape[0] * shape[1] != p.shape[-1]:
+        raise VaelabError(f"the decoder gives {p.shape[-1]} pixels, which is no {shape[0]} x {shape[1]} image")
+    return p.reshape(*p.shape[:-1], *shape).cpu().numpy()

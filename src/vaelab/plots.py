@@ -1,7 +1,9 @@
 """Figures: arrays and a path in, a PNG (or PDF or SVG) out. Nothing here runs a model.
 
 Figures are drawn with matplotlib's object API (no pyplot, so no global state
-and no display needed). Digit images are shown white on black, as MNIST is.
+and no display needed). Images are shown white on black, as MNIST is. Plots of
+classes take the labels as integers and a `Classes` that names them: "3" and
+"digit" for MNIST, "Trouser" and "class" for Fashion-MNIST.
 Every figure is rendered in memory and written with `vaelab.files.atomic_write`:
 readers never see half a file, a link planted at the path is replaced rather
 than written through, and with `root=RUN` no folder below the run may be a link.
@@ -17,21 +19,23 @@ from typing import Any
 
 import numpy as np
 
+from vaelab.catalog import DIGITS, Classes
 from vaelab.errors import VaelabError
 from vaelab.files import atomic_write, display
 
 DPI = 110
-GAP = 2  # pixels between digits in a mosaic
-GAP_VALUE = 0.35  # grey of the gaps, so black digits' edges stay visible
+GAP = 2  # pixels between images in a mosaic
+GAP_VALUE = 0.35  # grey of the gaps, so black images' edges stay visible
 PALETTE = "tab10"
 FORMATS = ("png", "pdf", "svg")  # what a figure's name may end with
 
 
-def _figure(width: float, height: float, title: str = "", fontsize: float = 12):
-    """A figure at least as wide as its title (DejaVu Sans averages ~0.55 em a character)."""
+def _figure(width: float, height: float, title: str = "", fontsize: float = 12, margin: float = 0.0):
+    """A figure at least as wide as its title (DejaVu Sans averages ~0.55 em a character), plus `margin`
+    inches for labels beside the axes (the title is centred over the axes, not the figure)."""
     from matplotlib.figure import Figure
 
-    width = max(width, len(title) * fontsize * 0.56 / 72 + 0.5)
+    width = max(width, len(title) * fontsize * 0.56 / 72 + 0.5) + margin
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
@@ -88,16 +92,34 @@ def _show(ax, image: np.ndarray) -> None:
         spine.set_visible(False)
 
 
-def _centres(n: int, size: int = 28, gap: int = GAP) -> np.ndarray:
+def _centres(n: int, size: int, gap: int = GAP) -> np.ndarray:
+    """Mosaic coordinates of the middles of `n` tiles of `size` pixels."""
     return np.arange(n) * (size + gap) + (size - 1) / 2
 
 
+def _items(classes: Classes) -> str:
+    """What the images are called: 'digits' for MNIST, else 'images'."""
+    return "digits" if classes.digits else "images"
+
+
+def _long(names: Sequence[str]) -> bool:
+    """Names too wide to sit side by side under tiles ~0.6 inch apart."""
+    return max((len(n) for n in names), default=0) > 3
+
+
+def _label_width(names: Sequence[str], fontsize: float = 11) -> float:
+    """Inches that names wider than a digit take beside the axes."""
+    return max((len(n) - 1 for n in names), default=0) * fontsize * 0.6 / 72
+
+
 def plot_reconstructions(originals: np.ndarray, reconstructions: np.ndarray, labels: Sequence[int],
-                         path: str | Path, *, per_row: int = 8, root: str | Path | None = None) -> Path:
-    """Pairs (original above its reconstruction), labelled with the digit. (n, 28, 28) each."""
+                         path: str | Path, *, per_row: int = 8, classes: Classes = DIGITS,
+                         root: str | Path | None = None) -> Path:
+    """Pairs (original above its reconstruction), labelled with their class. (n, H, W) each."""
     n = len(originals)
     rows = -(-n // per_row)
-    title = "Test digits (top) and their reconstructions (bottom)"
+    h, w = originals.shape[1:]
+    title = f"Test {_items(classes)} (top) and their reconstructions (bottom)"
     fig = _figure(1.2 * min(n, per_row) + 0.6, 2.5 * rows + 0.5, title)
     axes = np.atleast_1d(fig.subplots(rows, 1, squeeze=False)[:, 0])
     for r, ax in enumerate(axes):
@@ -105,18 +127,19 @@ def plot_reconstructions(originals: np.ndarray, reconstructions: np.ndarray, lab
         top, bottom = originals[chunk], reconstructions[chunk]
         pad = per_row - len(top) if rows > 1 else 0
         blank = np.zeros((pad, *top.shape[1:]), dtype=np.float32)
-        pairs = np.stack([np.concatenate([top, blank]), np.concatenate([bottom, blank])])  # (2, k, 28, 28)
+        pairs = np.stack([np.concatenate([top, blank]), np.concatenate([bottom, blank])])  # (2, k, H, W)
         _show(ax, mosaic(pairs))
-        ax.set_xticks(_centres(pairs.shape[1])[: len(top)], [str(int(v)) for v in labels[chunk]])
-        ax.set_yticks(_centres(2), ["original", "recon."])
-        ax.tick_params(length=0, labelsize=10)
+        names = [classes.name(int(v)) for v in labels[chunk]]
+        ax.set_xticks(_centres(pairs.shape[1], w)[: len(top)], names)
+        ax.set_yticks(_centres(2, h), ["original", "recon."])
+        ax.tick_params(length=0, labelsize=10 if not _long(names) else 8)
     fig.suptitle(title, fontsize=12)
     return _save(fig, path, root)
 
 
 def plot_samples(images: np.ndarray, path: str | Path, title: str, *, per_row: int = 10,
                  root: str | Path | None = None) -> Path:
-    """A grid of generated digits. (n, 28, 28)"""
+    """A grid of generated images. (n, H, W)"""
     n = len(images)
     cols = min(n, per_row)
     rows = -(-n // cols)
@@ -128,77 +151,89 @@ def plot_samples(images: np.ndarray, path: str | Path, title: str, *, per_row: i
     return _save(fig, path, root)
 
 
-def plot_class_samples(images: np.ndarray, classes: Sequence[int], path: str | Path, *,
-                       root: str | Path | None = None) -> Path:
-    """Rows of generated digits, one row per class. (C, n, 28, 28)"""
-    c, n = images.shape[:2]
-    title = "New digits: class mean + noise with the class's mean posterior variance"
-    fig = _figure(0.62 * n + 1.0, 0.62 * c + 0.9, title, 11)
+def plot_class_samples(images: np.ndarray, labels: Sequence[int], path: str | Path, *,
+                       classes: Classes = DIGITS, root: str | Path | None = None) -> Path:
+    """Rows of generated images, one row per class. (C, n, H, W)"""
+    c, n, h = images.shape[:3]
+    title = f"New {_items(classes)}: class mean + noise with the class's mean posterior variance"
+    names = [classes.name(int(k)) for k in labels]
+    fig = _figure(0.62 * n + 1.0, 0.62 * c + 0.9, title, 11, margin=_label_width(names))
     ax = fig.subplots()
     _show(ax, mosaic(images))
-    ax.set_yticks(_centres(c), [str(int(k)) for k in classes])
+    ax.set_yticks(_centres(c, h), names)
     ax.tick_params(length=0, labelsize=11)
-    ax.set_ylabel("digit", fontsize=11)
+    ax.set_ylabel(classes.word, fontsize=11)
     ax.set_title(title, fontsize=11)
     return _save(fig, path, root)
 
 
-def plot_mix(images: np.ndarray, classes: Sequence[int], path: str | Path, *,
+def plot_mix(images: np.ndarray, labels: Sequence[int], path: str | Path, *, classes: Classes = DIGITS,
              root: str | Path | None = None) -> Path:
-    """The mixing matrix: cell (i, j) decodes the average of classes i and j. (C, C, 28, 28)"""
-    c = len(classes)
-    title = "Mixing digits: decoding the average of two class means"
-    fig = _figure(0.62 * c + 1.4, 0.62 * c + 1.3, title)
+    """The mixing matrix: cell (i, j) decodes the average of classes i and j. (C, C, H, W)"""
+    c = len(labels)
+    h, w = images.shape[2:]
+    title = f"Mixing {'digits' if classes.digits else 'classes'}: decoding the average of two class means"
+    names = [classes.name(int(k)) for k in labels]
+    slanted = _long(names)  # long names above the columns go up at an angle, so they do not overlap
+    extra = _label_width(names, 10)
+    fig = _figure(0.62 * c + 1.4, 0.62 * c + 1.3 + extra, title, margin=extra)
     ax = fig.subplots()
     _show(ax, mosaic(images))
-    names = [str(int(k)) for k in classes]
-    ax.set_xticks(_centres(c), names)
-    ax.set_yticks(_centres(c), names)
-    ax.tick_params(length=0, labelsize=11, labeltop=True, labelbottom=False)
-    ax.set_xlabel("digit", fontsize=11)
+    ax.set_xticks(_centres(c, w), names)
+    ax.set_yticks(_centres(c, h), names)
+    ax.tick_params(length=0, labelsize=11 if not slanted else 10, labeltop=True, labelbottom=False)
+    if slanted:
+        ax.tick_params(axis="x", labelrotation=45)
+        for label in ax.get_xticklabels():
+            label.set(ha="left", va="bottom", rotation_mode="anchor")
+    ax.set_xlabel(classes.word, fontsize=11)
     ax.xaxis.set_label_position("top")
-    ax.set_ylabel("digit", fontsize=11)
-    ax.set_title(title, fontsize=12, pad=28)
+    ax.set_ylabel(classes.word, fontsize=11)
+    ax.set_title(title, fontsize=12, pad=8 if slanted else 28)
     return _save(fig, path, root)
 
 
 def plot_interpolation(images: np.ndarray, path: str | Path, *, start: int, end: int, method: str,
-                       root: str | Path | None = None) -> Path:
-    """The strip of decoded codes from class `start` to class `end`, both ends included. (steps, 28, 28)"""
-    steps = len(images)
-    title = f"From {start} to {end} ({method}, {steps} steps)"
+                       classes: Classes = DIGITS, root: str | Path | None = None) -> Path:
+    """The strip of decoded codes from class `start` to class `end`, both ends included. (steps, H, W)"""
+    steps, _, w = images.shape
+    first, last = classes.name(start), classes.name(end)
+    title = f"From {first} to {last} ({method}, {steps} steps)"
     fig = _figure(0.85 * steps + 0.6, 1.75, title, 11)
     ax = fig.subplots()
     _show(ax, mosaic(images[None]))
     ticks = [f"{t:.2g}" for t in np.linspace(0, 1, steps)]
-    ticks[0], ticks[-1] = f"{start}", f"{end}"
-    ax.set_xticks(_centres(steps), ticks)
+    ticks[0], ticks[-1] = first, last
+    ax.set_xticks(_centres(steps, w), ticks)
     ax.tick_params(length=0, labelsize=9)
     ax.set_title(title, fontsize=11)
     return _save(fig, path, root)
 
 
 def plot_embedding(points: np.ndarray, labels: np.ndarray, path: str | Path, *, method: str,
-                   root: str | Path | None = None) -> Path:
-    """2-D map of latent codes, coloured by digit, with a legend and the class names at their centres."""
+                   classes: Classes = DIGITS, root: str | Path | None = None) -> Path:
+    """2-D map of latent codes, coloured by class, with a legend and the class names at their centres."""
     from matplotlib import colormaps
 
     fig = _figure(8.5, 7.0)
     ax = fig.subplots()
     colours = colormaps[PALETTE]
-    classes = np.unique(labels)
+    present = np.unique(labels)
     order = np.random.default_rng(0).permutation(len(points))  # no class painted on top of the rest
     ax.scatter(points[order, 0], points[order, 1], c=[colours(int(k) % 10) for k in labels[order]],
                s=4, alpha=0.55, linewidths=0, rasterized=True)
-    for k in classes:
+    long = _long([classes.name(int(k)) for k in present])
+    for k in present:  # a short name in a circle; a long one in a rounded box, smaller
         centre = np.median(points[labels == k], axis=0)
-        ax.text(*centre, str(int(k)), fontsize=15, weight="bold", ha="center", va="center",
-                color="black", bbox={"boxstyle": "circle,pad=0.2", "fc": "white", "ec": colours(int(k) % 10),
-                                     "alpha": 0.85})
-    handles = [ax.scatter([], [], color=colours(int(k) % 10), s=40, label=str(int(k))) for k in classes]
-    ax.legend(handles=handles, title="digit", loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+        ax.text(*centre, classes.name(int(k)), fontsize=9 if long else 15, weight="bold", ha="center",
+                va="center", color="black",
+                bbox={"boxstyle": "round,pad=0.25" if long else "circle,pad=0.2", "fc": "white",
+                      "ec": colours(int(k) % 10), "alpha": 0.85})
+    handles = [ax.scatter([], [], color=colours(int(k) % 10), s=40, label=classes.name(int(k))) for k in present]
+    ax.legend(handles=handles, title=classes.word, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     name = {"tsne": "t-SNE", "pca": "PCA", "umap": "UMAP"}.get(method, method)
-    ax.set_title(f"{name} of {len(points):,} latent codes (posterior means), coloured by digit", fontsize=12)
+    ax.set_title(f"{name} of {len(points):,} latent codes (posterior means), coloured by {classes.word}",
+                 fontsize=12)
     ax.set_xticks([])
     ax.set_yticks([])
     return _save(fig, path, root)
@@ -225,22 +260,24 @@ def plot_kl_per_dimension(kl: np.ndarray, active: np.ndarray, path: str | Path, 
 
 
 def plot_curves(metrics: Sequence[dict[str, Any]], path: str | Path, *, root: str | Path | None = None) -> Path:
-    """ELBO, reconstruction and KL per epoch, train and test, from a run's metrics."""
+    """ELBO, reconstruction and KL per epoch, train, test and validation (when held out), from a run's metrics."""
     epochs = np.array([m["epoch"] for m in metrics])
 
     def column(key: str, sign: float = 1.0) -> np.ndarray:
         return np.array([np.nan if m.get(key) is None else sign * m[key] for m in metrics], dtype=float)
 
     panels = [
-        ("ELBO (nats per image)", column("lower_bound"), column("test_elbo")),
-        ("reconstruction log p(x|z)", column("loglike"), column("test_loglike")),
-        ("KL(q(z|x) || p(z))", column("reg", -1.0), column("test_kl")),
+        ("ELBO (nats per image)", column("lower_bound"), column("test_elbo"), column("valid_elbo")),
+        ("reconstruction log p(x|z)", column("loglike"), column("test_loglike"), column("valid_loglike")),
+        ("KL(q(z|x) || p(z))", column("reg", -1.0), column("test_kl"), column("valid_kl")),
     ]
     fig = _figure(12.0, 3.6)
-    for ax, (title, train, test) in zip(fig.subplots(1, 3), panels, strict=True):
+    for ax, (title, train, test, valid) in zip(fig.subplots(1, 3), panels, strict=True):
         ax.plot(epochs, train, "o-", label="train", color="#1f77b4", markersize=4)
         if not np.isnan(test).all():
             ax.plot(epochs, test, "s--", label="test", color="#d62728", markersize=4)
+        if not np.isnan(valid).all():
+            ax.plot(epochs, valid, "^:", label="validation", color="#2ca02c", markersize=4)
         ax.set_title(title, fontsize=11)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

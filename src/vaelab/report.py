@@ -8,25 +8,29 @@ from eval.json only when it holds a valid result for exactly the weights drawn,
 and otherwise the run is scored afresh (which rewrites eval.json). The page
 names the step and weights behind both, and warns when the data differ from the
 files the run was trained with.
+
+Its sections are the entries of `vaelab.figures.FIGURES`, in order, each drawn
+by the same function as its command; classes are named as the run recorded them.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import html
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vaelab import explore, latent
+from vaelab import explore, figures, latent
 from vaelab.checkpoint import Run, load_run
 from vaelab.errors import VaelabError
 from vaelab.evaluate import EvalResult, check_iw_k, evaluate_run, read_eval
 from vaelab.files import atomic_write, display
 
 REPORT = "report.html"
-ARTICLE_STRIPS = ((1, 4, "lerp"), (3, 8, "slerp"))  # the article's interpolations, when those digits exist
 Figure = tuple[str, str, Path]  # section title ("" continues the previous section), caption, PNG
 
 
@@ -44,15 +48,6 @@ def current_scores(run: Run, *, iw_k: int = 1000, device: str = "auto", data_dir
     return result
 
 
-def interpolation_strips(classes: list[int]) -> list[tuple[int, int, str]]:
-    """(start, end, method) of each strip: the article's 1 → 4 lerp and 3 → 8 slerp where those digits
-    are present, else the first and last classes present; none with fewer than two classes."""
-    if len(classes) < 2:
-        return []
-    return [(a, b, method) if {a, b} <= set(classes) else (classes[0], classes[-1], method)
-            for a, b, method in ARTICLE_STRIPS]
-
-
 def write_report(run_path: str | Path, *, seed: int = 0, n_stats: int = 10000, style: str = "mean",
                  embed_method: str = "tsne", iw_k: int = 1000, device: str = "auto", data_dir: str | None = None,
                  progress: bool = False, echo: Callable[[str], Any] = print) -> Path:
@@ -68,67 +63,71 @@ def write_report(run_path: str | Path, *, seed: int = 0, n_stats: int = 10000, s
     latent.require_embedding(embed_method)
     check_iw_k(iw_k, run.model.latent_size)
     scores = current_scores(run, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress, echo=echo)
-    codes = explore.encode_subset(run, n=n_stats, seed=seed, data_dir=data_dir)
-    test_codes = explore.encode_subset(run, n=24, seed=seed, split="test", data_dir=data_dir)
-    figures = _draw(run, codes, test_codes, seed=seed, style=style, embed_method=embed_method, echo=echo)
-    notes = [f"The {split} images of these figures are not the ones the run was trained with: {'; '.join(found)}."
-             for split, found in (("training", codes.mismatches), ("test", test_codes.mismatches)) if found]
-    page = _render(run, scores, figures, notes)
+    codes = {("train", n_stats): explore.encode_subset(run, n=n_stats, seed=seed, data_dir=data_dir)}
+    train = codes["train", n_stats]
+    ctx = figures.Context(run=run, classes=explore.classes_of(run), present=train.stats.classes.tolist(),
+                          n_train=len(train.labels), embed_method=embed_method)
+    plan = _plan(ctx, seed=seed, n_stats=n_stats, style=style, data_dir=data_dir)
+    for spec, panel in plan:  # every image encoded before the first figure is drawn
+        needed = figures.codes_needed(spec, panel.args) if not isinstance(panel, str) else None
+        if needed is not None and needed not in codes:
+            split, n = needed
+            codes[needed] = explore.encode_subset(run, n=n, seed=seed, split=split, data_dir=data_dir)
+    drawn = _draw(run, plan, codes, echo=echo)
+    notes = []
+    for split, word in (("train", "training"), ("test", "test")):
+        found = next((c.mismatches for (s, _), c in codes.items() if s == split and c.mismatches), ())
+        if found:
+            notes.append(f"The {word} images of these figures are not the ones the run was trained with: "
+                         f"{'; '.join(found)}.")
+    page = _render(run, scores, drawn, notes)
     return atomic_write(run.path / REPORT, page.encode("utf-8", "xmlcharrefreplace"), root=run.path)
 
 
-def _draw(run: Run, codes: explore.Codes, test_codes: explore.Codes, *, seed: int, style: str, embed_method: str,
-          echo: Callable[[str], Any]) -> list[Figure]:
-    figures: list[Figure] = []
-    n = len(codes.labels)
-    classes = codes.stats.classes.tolist()
-    present = "" if classes == list(range(10)) else f" Only the digits {_names(classes)} occur in these images."
+@dataclass(frozen=True)
+class _Planned:
+    """One image of the page: its file, section title and caption, and the flags it is drawn with."""
 
-    def add(title: str, caption: str, name: str, draw: Callable[..., Path]) -> None:
+    file: str
+    title: str
+    caption: str
+    args: argparse.Namespace
+
+
+def _plan(ctx: figures.Context, *, seed: int, n_stats: int, style: str,
+          data_dir: str | None) -> list[tuple[figures.FigureSpec, _Planned | str]]:
+    """Every figure's panels, as the report draws them; a str in place of one says why it is skipped."""
+    shared = {"seed": seed, "n_stats": n_stats, "style": style, "data_dir": data_dir}
+    plan: list[tuple[figures.FigureSpec, _Planned | str]] = []
+    for spec in figures.FIGURES:
+        panels = spec.panels(ctx) if spec.panels is not None else [figures.Panel()]
+        if isinstance(panels, str):
+            plan.append((spec, panels))
+            continue
+        known = vars(figures.defaults(spec))
+        for panel in panels:
+            args = figures.defaults(spec, **{**{k: v for k, v in shared.items() if k in known}, **panel.settings})
+            args.run = str(ctx.run.path)
+            title = figures.text(spec.title if panel.title is None else panel.title, ctx)
+            caption = figures.text(spec.caption if panel.caption is None else panel.caption, ctx)
+            plan.append((spec, _Planned(panel.file or spec.name, title, caption, args)))
+    return plan
+
+
+def _draw(run: Run, plan: list[tuple[figures.FigureSpec, _Planned | str]],
+          codes: dict[tuple[str, int], explore.Codes], *, echo: Callable[[str], Any]) -> list[Figure]:
+    drawn: list[Figure] = []
+    for spec, panel in plan:
+        if isinstance(panel, str):
+            echo(f"  {spec.name:<17} skipped: {panel}")
+            continue
         start = time.perf_counter()
-        path = draw(path=explore.default_path(run, name), root=run.path)
-        echo(f"  {name:<17} {time.perf_counter() - start:5.1f} s  {display(path)}")
-        figures.append((title, caption, path))
-
-    add("Training curves", "Per-image ELBO and its two terms after each epoch, on the training set (mean over "
-        "the epoch's batches) and the test set.", "curves", lambda **to: explore.figure_curves(run, **to))
-    add("Reconstructions", "Test digits the model never trained on (top) and the Bernoulli means decoded from "
-        "their posterior means (bottom).", "reconstruct",
-        lambda **to: explore.figure_reconstructions(run, test_codes, n=24, style=style, **to))
-    add("New digits of each class", "Each row decodes codes drawn from N(class mean, class mean variance), the "
-        f"article's recipe, with the statistics of {n:,} training images.{present}", "generate",
-        lambda **to: explore.figure_generate_all(run, codes, n=10, seed=seed, style=style, **to))
-    add("Samples from the prior", "Codes drawn from N(0, I): what the model generates with no class in mind.",
-        "prior", lambda **to: explore.figure_generate(run, codes, digit=None, n=20, seed=seed, style=style, **to))
-    add("Mixing digits", "Cell (i, j) decodes the average of the mean codes of digits i and j; the diagonal "
-        f"shows each class mean.{present}", "mix", lambda **to: explore.figure_mix(run, codes, style=style, **to))
-    strips = interpolation_strips(classes)
-    if strips:
-        (a, b, _), (c, d, _) = strips
-        article = " (the article's example)" if (a, b) == (1, 4) else ""
-        add("Interpolating", f"Linear interpolation between the mean codes of {a} and {b}{article}, "
-            f"then spherical interpolation between {c} and {d}.", "interpolate",
-            lambda **to: explore.figure_interpolate(run, codes, start=a, end=b, steps=10, style=style, **to))
-        add("", "", "interpolate-slerp", lambda **to: explore.figure_interpolate(  # same section
-            run, codes, start=c, end=d, steps=10, method="slerp", style=style, **to))
-    else:
-        echo(f"  {'interpolate':<17} skipped: the training images hold only the digit {_names(classes)}")
-    method_name = {"tsne": "t-SNE", "pca": "PCA", "umap": "UMAP"}[embed_method]
-    add("Map of the latent space", f"{method_name} of the posterior means of {n:,} training images. Only the "
-        "codes go into the map; the labels only colour it.", "embed",
-        lambda **to: explore.figure_embed(run, codes, method=embed_method, seed=seed, **to))
-    add("Posterior collapse", "KL divergence of each latent dimension from the prior, averaged over images. "
-        "A unit is active when its posterior mean varies across images (variance > 0.01, Burda et al. "
-        f"2015); inactive units carry no information about the image. Measured here on the {n:,} "
-        "training images; the count at the top of the page is the test set's.", "kl",
-        lambda **to: explore.figure_kl(run, codes, **to))
-    return figures
-
-
-def _names(classes: list[int]) -> str:
-    """'3', '3 and 5', '0, 2 and 5'."""
-    names = [str(c) for c in classes]
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        needed = figures.codes_needed(spec, panel.args)
+        path = spec.draw(run, None if needed is None else codes[needed], panel.args,
+                         path=explore.default_path(run, panel.file), root=run.path)
+        echo(f"  {panel.file:<17} {time.perf_counter() - start:5.1f} s  {display(path)}")
+        drawn.append((panel.title, panel.caption, path))
+    return drawn
 
 
 def _img(path: Path) -> str:
@@ -162,8 +161,11 @@ def _render(run: Run, scores: EvalResult, figures: list[Figure], notes: Sequence
                   f"of the weights {scores.weights_sha256[:12]} at step {scores.step:,}, on "
                   f"{scores.n_images:,} test images.")
     shown = {**run.config.to_dict(), **{k: v for k, v in run.data.items() if k not in ("sha256", "binarization")}}
-    shown["hidden_size"] = f"{run.config.hidden}" + (" (2 × latent)" if run.config.hidden_size is None else "")
+    widths = ", ".join(str(w) for w in run.config.hidden_layers)  # one per hidden layer
+    shown["hidden_size"] = widths + (" (2 × latent)" if run.config.hidden_size is None else "")
     shown["data_dir"] = display(run.config.data_dir) if run.config.data_dir else "bundled"
+    if isinstance(shown.get("classes"), dict):  # as recorded: {"names": [...], "word": ...}
+        shown["classes"] = ", ".join(explore.classes_of(run).names)
     if isinstance(shown.get("source"), str):
         shown["source"] = display(shown["source"])
     config_rows = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in shown.items())

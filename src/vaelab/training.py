@@ -31,6 +31,7 @@ from vaelab.data import (
     binarize,
     binarize_dynamic,
     binarize_threshold,
+    bundled_dir,
     data_mismatches,
     find_dataset,
     grey_levels,
@@ -88,8 +89,7 @@ def load_data(config: TrainConfig, device: torch.device, echo: Echo = print) -> 
         x_valid = binarize(images.index_select(0, held_out.to(device)), config.binarization,
                            make_generator(device, config.seed + VALIDATION_STREAM))
     info = {
-        "source": "bundled MNIST" if config.data_dir is None and config.dataset == "mnist"
-        else absolute_data_dir(folder),
+        "source": "bundled MNIST" if folder == bundled_dir() else absolute_data_dir(folder),
         "dataset": config.dataset,
         "classes": train.classes.to_dict(),
         "image_shape": list(train.images.shape[1:]),
@@ -103,7 +103,7 @@ def load_data(config: TrainConfig, device: torch.device, echo: Echo = print) -> 
     if dynamic:  # the fixed draws of the test (and validation) pixels: generator, seed and device
         info["test_binarization"] = {"seed": config.seed, "device": device.type}
     if x_valid is not None:
-        info["validation"] = {"seed": config.seed, "held_out": len(x_valid), "from": len(train.images)}
+        info["validation_split"] = {"seed": config.seed, "held_out": len(x_valid), "from": len(train.images)}
     return TrainData(train=x_train, test=x_test, dynamic=dynamic, info=info, valid=x_valid)
 
 
@@ -161,6 +161,13 @@ def objective_label(config: TrainConfig) -> str | None:
         return None
     return {"elbo": f"ELBO K={config.samples}", "beta": f"beta={config.beta:g}",
             "iwae": f"IWAE K={config.samples}"}[config.objective]
+
+
+def describe_objective(config: TrainConfig) -> str:
+    """The objective in words, as the log's first line says it: 'the ELBO', 'IWAE K=5', …"""
+    if config.objective == "elbo":
+        return "the ELBO" if config.samples == 1 else f"the ELBO, mean of K={config.samples}"
+    return objective_label(config) if config.objective == "iwae" else f"the ELBO with beta={config.beta:g}"
 
 
 def train_step(model: VAEModel, optimizer: torch.optim.Optimizer, x: torch.Tensor, generator: torch.Generator,
@@ -305,8 +312,11 @@ def _start(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, echo: Ec
 
 def _fit(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, *, progress: bool, echo: Echo) -> Run:
     s = _start(run_dir, config, ckpt, echo)
-    echo(f"training on {s.data.train.device}: {s.data.info['n_train']} images from "
-         f"{s.data.info['source']}, {config.binarization} binarization -> {run_dir}")
+    params = sum(p.numel() for p in s.model.parameters())
+    held_out = f", {s.data.info['n_valid']} held out for validation" if s.data.valid is not None else ""
+    echo(f"training {config.model} ({params:,} parameters, {describe_objective(config)}) on {s.data.train.device}: "
+         f"{s.data.info['n_train']} images from {s.data.info['source']}{held_out}, {config.binarization} "
+         f"binarization -> {run_dir}")
     echo(log_header(config))
     s.objective = build_objective(config)
     s.threads = ThreadTuner(s.data.train.device)
@@ -419,8 +429,7 @@ def training_memory(config: TrainConfig, image_shape: tuple[int, ...], n_train: 
 
     Weights, gradients and two optimizer moments per parameter, and the activations
     of a training batch (or of a 2,000-image test batch) kept for the backward pass:
-    each hidden layer's and feature map's, before and after its nonlinearity, in the
-    encoder and the decoder.
+    each hidden layer's and feature map's, in the encoder and the decoder.
     """
     with torch.device("meta"):
         model = _architecture(config, image_shape)
@@ -429,7 +438,7 @@ def training_memory(config: TrainConfig, image_shape: tuple[int, ...], n_train: 
     maps = 0
     if config.model == "conv":  # feature maps of side H/2, H/4, …
         maps = sum(c * (image_shape[0] // 2 ** (i + 1)) ** 2 for i, c in enumerate(config.channels))
-    per_image = (4 * (sum(config.hidden_layers) + maps) + 6 * config.latent_size + 4 * data_size) * config.samples
+    per_image = (2 * (sum(config.hidden_layers) + maps) + 6 * config.latent_size + 4 * data_size) * config.samples
     batch = max(min(config.batch_size, n_train), 2000)
     return 4 * (4 * params + 3 * batch * per_image)
 
