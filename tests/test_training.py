@@ -323,5 +323,24 @@ def test_dynamic_test_pixels_are_drawn_once_from_the_runs_seed_and_scoring_draws
     for eval_seed in (0, 5, 9):  # the scoring seed moves the noise, never the pixels
         drawn = binarize(images, "dynamic", test_pixels_generator(run, torch.device("cpu"), eval_seed))
         assert torch.equal(drawn, seen_in_training)
-    assert evaluate_run(tmp_path / "run", iw_k=0, seed=5).elbo == pytest.approx(run.metrics[-1]["test_elbo"],
-                                                                                   abs=1e-9)
+    scored = evaluate_run(tmp_path / "run", iw_k=0, seed=5).elbo  # float32 means; training's are float64
+    assert scored == pytest.approx(run.metrics[-1]["test_elbo"], rel=1e-7)
+
+
+def test_a_conv_model_on_images_it_cannot_halve_is_refused_before_any_run_folder(tmp_path):
+    import numpy as np
+
+    from conftest import write_idx
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "data").mkdir()
+    for prefix, n in (("train", 60), ("t10k", 20)):
+        write_idx(tmp_path / "data" / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 12, 10)).astype(np.uint8))
+        write_idx(tmp_path / "data" / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 3, (n,)).astype(np.uint8))
+    config = TrainConfig(model="conv", data_dir=str(tmp_path / "data"), epochs=1)
+    with pytest.raises(VaelabError, match=r"--model conv cannot model these 12x10 images: .* not square.*--model mlp"):
+        train(config, tmp_path / "run", echo=lambda s: None)
+    assert not (tmp_path / "run").exists()
+    run = train(TrainConfig(data_dir=str(tmp_path / "data"), epochs=1, latent_size=2), tmp_path / "run",
+                echo=lambda s: None)
+    assert run.model.image_shape == (12, 10) and run.data["classes"] == {"names": ["0", "1", "2"], "word": "class"}

@@ -138,7 +138,8 @@ def _architecture(config: TrainConfig, image_shape: tuple[int, ...]) -> VAEModel
         return build_architecture(config.model, args_for(config, image_shape))
     except ValueError as exc:  # e.g. a conv model on images it cannot halve
         raise VaelabError(f"--model {config.model} cannot model these {'x'.join(map(str, image_shape))} "
-                          f"images: {str(exc).removeprefix('model args ')}") from None
+                          f"images: {str(exc).removeprefix('model args ')}; --model mlp takes images of any "
+                          "shape") from None
 
 
 def build_optimizer(config: TrainConfig, model: VAEModel, device: torch.device) -> torch.optim.Optimizer:
