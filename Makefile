@@ -29,6 +29,7 @@ demo: $(VENV)/.installed
 	$(BIN)/vaelab report $(RUN)
 
 test: $(VENV)/.installed-dev
+	@tools/system-test-deps.sh
 	$(BIN)/pytest
 
 test-fast: $(VENV)/.installed-dev
