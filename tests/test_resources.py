@@ -61,6 +61,19 @@ def test_a_busy_core_takes_a_thread_away(monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_threads_free_now_leaves_the_cores_others_keep_busy(monkeypatch):
+    """One look at the load, for work that cannot adapt as it runs (scikit-learn's OpenMP t-SNE)."""
+    monkeypatch.delenv("VAELAB_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(resources.time, "sleep", lambda seconds: None)
+    for busy, ours, threads in ((0.25, 0.0, 1), (0.05, 0.0, 2), (0.5, 0.0, 1), (0.1, 0.05, 2)):
+        samples = iter([(0.0, 0.0, 0.0), (0.25, busy, ours)])  # (wall, CPU seconds on our cores, ours)
+        monkeypatch.setattr(resources, "_cpu_sample", lambda cores, s=samples: resources._Sample(*next(s)))
+        assert resources.threads_free_now() == threads, (busy, ours)
+    monkeypatch.setenv("VAELAB_THREADS", "3")
+    assert resources.threads_free_now() == 3
+
+
 def test_the_thread_comes_back_when_the_other_process_stops(monkeypatch):
     """Fed the CPU times /proc/stat would show: (wall, CPU seconds on our two cores, ours)."""
     samples = iter([(0.0, 0.0, 0.0),

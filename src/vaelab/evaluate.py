@@ -34,6 +34,7 @@ from vaelab.objectives import (
     reparameterize,
     standard_normal_log_density,
 )
+from vaelab.prepare import test_pixels_generator
 
 # Largest (K, B, D) block of decoder logits held at once: 2^20 floats, 4 MiB. Small
 # blocks stay in cache and avoid page-faulting fresh memory; on this 2-core CPU they
@@ -248,25 +249,6 @@ def evaluate_run(
     if save:
         write_json(Path(path) / EVAL, keep_larger_iw(result, read_eval(run)).to_dict(), root=path)
     return result
-
-
-def test_pixels_generator(run: Run, device: torch.device, seed: int) -> torch.Generator:
-    """The generator that binarizes the test images as the run saw them in training.
-
-    With dynamic binarization, training drew the test pixels once, from the run's
-    seed on its device, and recorded both; scoring draws the same pixels again. Runs
-    from before that was recorded drew them from the scoring seed, and still do.
-    """
-    recorded = run.data.get("test_binarization")
-    if run.config.binarization != "dynamic" or not isinstance(recorded, dict):
-        return make_generator(device, seed)
-    where = torch.device(recorded.get("device", device.type))
-    if where.type != device.type and where.type != "cpu":
-        warnings.warn(f"{display(run.path)} drew its test pixels on {where.type}, which is not used here; the "
-                      f"test images are drawn again on {device.type}, so scores differ slightly from training's",
-                      DataMismatchWarning, stacklevel=3)
-        where = device
-    return make_generator(where, int(recorded.get("seed", run.config.seed)))
 
 
 def check_iw_k(iw_k: int, latent_size: int | None = None) -> None:

@@ -141,10 +141,14 @@ def embed(codes: np.ndarray, method: str = "tsne", *, seed: int = 0, perplexity:
         return centred @ vt[:2].T
     if method == "tsne":
         from sklearn.manifold import TSNE
+        from threadpoolctl import threadpool_limits
+
+        from vaelab.resources import threads_free_now
 
         perplexity = min(perplexity, (len(codes) - 1) / 3)  # sklearn needs perplexity < N
         tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, n_jobs=-1)
-        return tsne.fit_transform(codes)
+        with threadpool_limits(threads_free_now(), user_api="openmp"):  # a busy core: fewer threads, no spinning
+            return tsne.fit_transform(codes)
     if method == "umap":
         umap = require_embedding("umap")
         return umap.UMAP(n_components=2, random_state=seed, n_jobs=1).fit_transform(codes)  # seeded: 1 job

@@ -26,16 +26,8 @@ from tqdm.auto import tqdm
 from vaelab.checkpoint import Checkpoint, Position, Run, load_checkpoint, load_run, save_checkpoint
 from vaelab.config import TrainConfig
 from vaelab.data import (
-    THRESHOLD_BYTE,
     absolute_data_dir,
-    binarize,
-    binarize_dynamic,
-    binarize_threshold,
-    bundled_dir,
     data_mismatches,
-    find_dataset,
-    grey_levels,
-    load_split,
 )
 from vaelab.device import make_generator, resolve_device, restore_generator, state_origin
 from vaelab.errors import Diverged, TrainingInterrupted, VaelabError
@@ -44,6 +36,7 @@ from vaelab.files import display
 from vaelab.models import VAEModel, args_for, named_args
 from vaelab.models import build_model as build_architecture
 from vaelab.objectives import OBJECTIVES, ElboTerms, Objective, Terms, elbo
+from vaelab.prepare import VALIDATION_STREAM, TrainData, load_data
 from vaelab.resources import ThreadTuner, check_fits
 from vaelab.rundir import RunDir
 from vaelab.signals import STOP
@@ -51,78 +44,6 @@ from vaelab.signals import name as signal_name
 
 Echo = Callable[[str], Any]
 HEADER = f"{'epoch':>5} {'reg':>9} {'loglike':>10} {'lowerBound':>11} {'test ELBO':>10} {'time(s)':>8}"
-
-
-@dataclass
-class TrainData:
-    """The training, validation and test sets, on the device, as the model sees them."""
-
-    train: torch.Tensor  # (N, D): binary images, or grey levels for dynamic binarization
-    test: torch.Tensor  # (M, D): binary images, fixed
-    dynamic: bool  # redraw training pixels from the grey levels every batch
-    info: dict[str, Any]  # provenance, saved in the checkpoint
-    valid: torch.Tensor | None = None  # (V, D): training images held out, binary and fixed; None: no validation
-
-    def batch(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        x = self.train.index_select(0, index)  # (B, D); faster than x[index] on CPU
-        return binarize_dynamic(x, generator) if self.dynamic else x
-
-
-def load_data(config: TrainConfig, device: torch.device, echo: Echo = print) -> TrainData:
-    """Read (and if asked, download) the dataset, hold out the validation images, binarize, move to `device`.
-
-    The test and validation images are binarized once, with generators seeded from
-    the run's seed (recorded in the run), so every epoch and every later score see
-    the same pixels; dynamic binarization redraws only the training images.
-    """
-    folder = find_dataset(config.dataset, config.data_dir, download=config.download, echo=echo)
-    train, test = (load_split(name, folder, dataset=config.dataset, class_names=config.class_names)
-                   for name in ("train", "test"))
-    kept, held_out = split_validation(len(train.images), config.validation, config.seed)
-    dynamic = config.binarization == "dynamic"
-    images = train.images.to(device)
-    x_train = images.index_select(0, kept.to(device)) if held_out is not None else images
-    x_train = grey_levels(x_train) if dynamic else binarize_threshold(x_train)
-    x_test = binarize(test.images, config.binarization, make_generator(device, config.seed))
-    x_valid = None
-    if held_out is not None:
-        x_valid = binarize(images.index_select(0, held_out.to(device)), config.binarization,
-                           make_generator(device, config.seed + VALIDATION_STREAM))
-    info = {
-        "source": "bundled MNIST" if folder == bundled_dir() else absolute_data_dir(folder),
-        "dataset": config.dataset,
-        "classes": train.classes.to_dict(),
-        "image_shape": list(train.images.shape[1:]),
-        "n_train": len(x_train),
-        "n_test": len(x_test),
-        "n_valid": 0 if x_valid is None else len(x_valid),
-        "binarization": config.binarization,
-        "threshold_byte": THRESHOLD_BYTE,
-        "sha256": {**train.files, **test.files},
-    }
-    if dynamic:  # the fixed draws of the test (and validation) pixels: generator, seed and device
-        info["test_binarization"] = {"seed": config.seed, "device": device.type}
-    if x_valid is not None:
-        info["validation_split"] = {"seed": config.seed, "held_out": len(x_valid), "from": len(train.images)}
-    return TrainData(train=x_train, test=x_test, dynamic=dynamic, info=info, valid=x_valid)
-
-
-VALIDATION_STREAM = 0x5A11D  # offsets the seed of the validation pixels' draw from the test set's
-
-
-def split_validation(n: int, held_out: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Indices of the training images kept and of the `held_out` ones (None when none), chosen by `seed`.
-
-    A CPU generator of its own draws them, so the choice is the same on every device
-    and the training generator's stream (shuffling, noise) is untouched. Kept images
-    stay in their original order.
-    """
-    if held_out == 0:
-        return torch.arange(n), None
-    if held_out >= n:
-        raise VaelabError(f"--validation {held_out} would hold out all {n} training images; give fewer than {n}")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return order[held_out:].sort().values, order[:held_out].sort().values
 
 
 def build_model(config: TrainConfig, image_shape: tuple[int, ...]) -> VAEModel:
