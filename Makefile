@@ -23,6 +23,8 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
+# The report also writes RUN/explorer.html, the offline page to explore the run in a browser
+# (`vaelab explore RUN` writes it alone).
 demo: $(VENV)/.installed
 	$(BIN)/vaelab train --out $(RUN)
 	$(BIN)/vaelab eval $(RUN)

@@ -60,7 +60,9 @@ def test_report_embeds_every_figure_and_the_scores(trained_run, capsys, as_digit
     out = capsys.readouterr().out
     path = trained_run / "report.html"
     assert f"report written to {path}" in out and "scoring" not in out  # eval.json holds these weights
+    assert re.search(rf"^  explorer +\d+\.\d s  {re.escape(str(trained_run / 'explorer.html'))}$", out, re.M)
     page = html.unescape(path.read_text())
+    assert '<a href="explorer.html">Open the explorer</a>, one offline page beside this one' in page
     images = _images(page)
     assert len(images) == 9  # curves, reconstructions, per-class samples, prior, mix, 2 strips, map, KL
     assert all(data[:8] == PNG for data in images)
@@ -76,6 +78,9 @@ def test_report_embeds_every_figure_and_the_scores(trained_run, capsys, as_digit
     assert (f"Figures drawn from the weights {run.weights_sha256[:12]} at step {run.step:,}; test scores of the "
             f"weights {run.weights_sha256[:12]} at step {run.step:,}") in page
     assert "latent_size" in page and "binarization" in page
+    explorer = (trained_run / "explorer.html").read_text()
+    data = re.search(r'<script type="application/json" id="vaelab-data">(.*?)</script>', explorer, re.S)
+    assert json.loads(data.group(1))["run"]["weights_sha256"] == run.weights_sha256
     assert {p.name for p in (trained_run / "figures").iterdir()} >= {
         "curves.png", "embed.png", "generate.png", "interpolate.png", "interpolate-slerp.png", "kl.png",
         "mix.png", "prior.png", "reconstruct.png"}
@@ -248,7 +253,7 @@ def test_a_run_path_that_is_not_utf8(trained_run, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"{shown}/eval.json does not exist; scoring" in out
     assert f"{shown}/figures/mix.png" in out
-    assert out.endswith(f"report written to {shown}/report.html\n")
+    assert out.endswith(f"{shown}/explorer.html\nreport written to {shown}/report.html\n")
     page = (run / "report.html").read_bytes().decode("utf-8")  # strict: valid UTF-8
     assert "<title>vaelab report: run-\ufffd</title>" in page and shown in page
     assert main(["curves", str(run)]) == 0

@@ -101,7 +101,7 @@ def _as_list(value: int | tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _add_explore_commands(sub) -> None:
-    """One command per figure of `vaelab.figures.FIGURES`, then `report`, which draws them all."""
+    """One command per figure of `vaelab.figures.FIGURES`, then `report`, which draws them all, and `explore`."""
     for spec in figures.FIGURES:
         figures.add_command(sub, spec, _figure_command(spec))
 
@@ -122,6 +122,20 @@ def _add_explore_commands(sub) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="where to score it")
     p.add_argument("--data-dir", metavar="DIR", help="where the dataset's files are (default: the run's)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("explore", help="one offline HTML page to explore the latent space in a browser",
+                       description="Write RUN/explorer.html: the run's encoder and decoder, run by the page "
+                                   "itself, with a seeded subset of test images and their codes. One file: "
+                                   "it opens offline in any browser, no server needed.")
+    p.add_argument("run", metavar="RUN", help="run directory written by `vaelab train`")
+    p.add_argument("--out", metavar="FILE.html", help="where to write it: a .html file or a folder "
+                                                      "(default: RUN/explorer.html)")
+    p.add_argument("--open", action="store_true", help="open it in the default browser once written")
+    p.add_argument("-n", type=int_between(10, 10_000), default=1000, metavar="N",
+                   help="test images embedded, with their codes (default: 1000)")
+    p.add_argument("--seed", type=seed_type, default=0, help="seed of the test subset (default: 0)")
+    p.add_argument("--data-dir", metavar="DIR", help="where the test files are (default: the run's)")
+    p.set_defaults(func=cmd_explore)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -191,6 +205,18 @@ def cmd_report(args: argparse.Namespace) -> int:
                         iw_k=args.iw_k, device=args.device, data_dir=args.data_dir,
                         progress=sys.stderr.isatty(), echo=print)
     print(f"report written to {display(path)}")
+    return 0
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from vaelab.explorer.page import write_explorer
+
+    path = write_explorer(args.run, args.out, n=args.n, seed=args.seed, data_dir=args.data_dir)
+    print(f"wrote {display(path)} ({path.stat().st_size / 1e6:.1f} MB); open it in any browser, no server needed")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(Path(os.path.abspath(path)).as_uri())
     return 0
 
 

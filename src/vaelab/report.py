@@ -3,6 +3,9 @@
 The PNGs are embedded as base64, so the page opens offline and can be mailed as
 a single file. The figures are also left in RUN/figures/.
 
+Beside it goes RUN/explorer.html (`vaelab.explorer`), which the page links to:
+the same run as an interactive page that encodes and decodes in the browser.
+
 A page never shows a score beside figures of other weights: the scores come
 from eval.json only when it holds a valid result for exactly the weights drawn,
 and otherwise the run is scored afresh (which rewrites eval.json). The page
@@ -28,6 +31,7 @@ from vaelab import explore, figures, latent
 from vaelab.checkpoint import Run, load_run
 from vaelab.errors import VaelabError
 from vaelab.evaluate import EvalResult, check_iw_k, evaluate_run, read_eval
+from vaelab.explorer.page import EXPLORER, write_explorer
 from vaelab.files import atomic_write, display
 
 REPORT = "report.html"
@@ -51,7 +55,7 @@ def current_scores(run: Run, *, iw_k: int = 1000, device: str = "auto", data_dir
 def write_report(run_path: str | Path, *, seed: int = 0, n_stats: int = 10000, style: str = "mean",
                  embed_method: str = "tsne", iw_k: int = 1000, device: str = "auto", data_dir: str | None = None,
                  progress: bool = False, echo: Callable[[str], Any] = print) -> Path:
-    """Draw every figure into RUN/figures/ and write RUN/report.html; return its path.
+    """Draw every figure into RUN/figures/, write RUN/explorer.html and RUN/report.html; return the report's path.
 
     Everything that can be refused is checked before the drawing starts.
     """
@@ -74,6 +78,9 @@ def write_report(run_path: str | Path, *, seed: int = 0, n_stats: int = 10000, s
             split, n = needed
             codes[needed] = explore.encode_subset(run, n=n, seed=seed, split=split, data_dir=data_dir)
     drawn = _draw(run, plan, codes, echo=echo)
+    start = time.perf_counter()
+    explorer = write_explorer(run, seed=seed, data_dir=data_dir)
+    echo(f"  {'explorer':<17} {time.perf_counter() - start:5.1f} s  {display(explorer)}")
     notes = []
     for split, word in (("train", "training"), ("test", "test")):
         found = next((c.mismatches for (s, _), c in codes.items() if s == split and c.mismatches), ())
@@ -190,12 +197,15 @@ h1 {{ margin-bottom: 0.1em; }} .sub {{ color: #666; margin-top: 0; }}
 section {{ margin: 2em 0; }} section img {{ max-width: 100%; height: auto; display: block; margin: 0.5em 0; }}
 table {{ border-collapse: collapse; font-size: 14px; }} th, td {{ text-align: left; padding: 2px 14px 2px 0; }}
 th {{ color: #555; font-weight: normal; }} details {{ margin: 1em 0; }}
+.explorer {{ font-size: 16px; }}
 </style></head><body>
 <h1>vaelab report</h1>
 <p class="sub">{e(display(run.path))} · generated {e(time.strftime('%Y-%m-%d %H:%M'))}</p>
 <div class="cards">{card_html}</div>
 <p class="sub">{e(provenance)}</p>
 {banner}
+<p class="explorer"><a href="{EXPLORER}">Open the explorer</a>, one offline page beside this one in which \
+the run's encoder and decoder run in your browser, to walk the latent space and see what any point decodes to.</p>
 <details open><summary>Configuration and data</summary>
 <table>{config_rows}</table></details>
 {''.join(sections)}

@@ -1,0 +1,338 @@
+"""The explorer page in a real browser: offline, under its CSP, and computing what PyTorch computes.
+
+Chromium (Debian's, /usr/bin/chromium) runs the page from a file:// URL with every
+other request aborted. The page's JavaScript networks are checked against the
+models in vaelab.models to 1e-4 in pixel probability, for both architectures.
+Screenshots of every view at 1280 and 390 px go to /tmp/explorer-shots/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path("/tmp/explorer-shots")
+VIEWS = ("map", "sliders", "draw", "between", "mix")
+HOSTILE = "</script><script>window.pwned=1</script>"
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - depends on the environment
+    sync_playwright = None
+
+pytestmark = [
+    pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed (pip install playwright)"),
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt install chromium)"),
+]
+
+
+# --- pages ---------------------------------------------------------------------------
+def untrained_run(data_dir: Path, tmp_path: Path, model: str = "mlp", **fields):
+    """A Run holding a freshly initialised model: enough for the page, no training needed."""
+    from vaelab.checkpoint import Run
+    from vaelab.config import TrainConfig
+    from vaelab.models import args_for, build_model
+
+    torch.manual_seed(0)
+    config = TrainConfig(model=model, data_dir=str(data_dir), **fields)
+    net = build_model(model, args_for(config, image_shape=(28, 28))).eval()
+    path = tmp_path / f"untrained-{model}"
+    path.mkdir(exist_ok=True)
+    return Run(path=path, config=config, model=net, epoch=0, metrics=[], data={})
+
+
+def write_page(payload: dict, folder: Path, name: str = "explorer.html") -> str:
+    """The rendered page written to `folder`; its file:// URL."""
+    from vaelab.explorer.page import render
+
+    path = folder / name
+    path.write_text(render(payload), encoding="utf-8")
+    return path.as_uri()
+
+
+@pytest.fixture(scope="session")
+def conv_run(small_mnist, tmp_path_factory) -> Path:
+    """A tiny convolutional run: latent 4, one dense layer of 16, channels 4 and 8, one epoch."""
+    from vaelab.config import TrainConfig
+    from vaelab.training import train
+
+    path = tmp_path_factory.mktemp("runs") / "conv"
+    train(TrainConfig(model="conv", data_dir=str(small_mnist), latent_size=4, hidden_size=[16], channels=(4, 8),
+                      epochs=1), path, echo=lambda s: None)
+    return path
+
+
+@pytest.fixture(scope="session")
+def payloads(trained_run, conv_run) -> dict:
+    """Payloads (vaelab.explorer.export.payload) of the small trained mlp run and the tiny conv run."""
+    from vaelab.checkpoint import load_run
+    from vaelab.explorer.export import payload
+
+    return {"mlp": payload(load_run(trained_run), n=300), "conv": payload(load_run(conv_run), n=300)}
+
+
+@pytest.fixture(scope="session")
+def pages(payloads, tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("pages")
+    return {name: write_page(p, folder, f"{name}.html") for name, p in payloads.items()}
+
+
+@pytest.fixture(scope="session")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+class Page:
+    """An offline tab: anything but file: and data: URLs is aborted, and every error is kept."""
+
+    def __init__(self, browser, width: int = 1280, height: int = 900):
+        self.context = browser.new_context(viewport={"width": width, "height": height})
+        self.blocked: list[str] = []
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+
+    def _route(self, route):
+        url = route.request.url
+        if url.startswith(("file:", "data:")):
+            route.continue_()
+        else:
+            self.blocked.append(url)
+            route.abort()
+
+    def open(self, url: str):
+        self.page.goto(url)
+        self.page.wait_for_function("window.vaelab !== undefined", timeout=20000)
+        return self.page
+
+    def pixels(self, selector: str) -> list[int]:
+        return self.page.eval_on_selector(
+            selector, "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)")
+
+
+@pytest.fixture
+def tab(browser):
+    t = Page(browser)
+    yield t
+    t.context.close()
+
+
+# --- loading -------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["mlp", "conv"])
+def test_page_loads_offline_without_errors(tab, pages, payloads, name):
+    page = tab.open(pages[name])
+    assert page.evaluate("window.vaelab.ready") is True
+    assert tab.errors == [] and tab.blocked == []
+    for view in VIEWS:
+        assert page.locator(f"section#{view}").is_visible()
+    info = page.inner_text("#info")
+    assert payloads[name]["title"] in info and f"latent {payloads[name]['model']['args']['latent_size']}" in info
+    assert f"dataset\n{payloads[name]['run']['config']['dataset']}" in info and "epoch" in info
+    classes = payloads[name]["class_means"]["labels"]
+    assert page.locator(".legend li").count() == len(classes)
+    assert page.locator("#pca-sliders input[type=range]").count() == len(payloads[name]["pca"]["std"])
+
+
+def test_scores_or_not_scored(tab, payloads, tmp_path):
+    scored = tab.open(write_page(payloads["mlp"], tmp_path, "scored.html")).inner_text("#info")
+    assert payloads["mlp"]["run"]["scores"] is not None and "test ELBO" in scored
+    unscored = {**payloads["mlp"], "run": {**payloads["mlp"]["run"], "scores": None}}
+    assert "not scored yet" in tab.open(write_page(unscored, tmp_path, "unscored.html")).inner_text("#info")
+    assert tab.errors == []
+
+
+# --- interaction ---------------------------------------------------------------------
+def test_slider_changes_decoded_image(tab, pages):
+    page = tab.open(pages["mlp"])
+    for panel in ("#pca-sliders", "#latent-sliders"):
+        before = tab.pixels(f"{panel} canvas.img")
+        page.eval_on_selector(f"{panel} input[type=range]",
+                              "s => { s.value = s.max; s.dispatchEvent(new Event('input', {bubbles: true})); }")
+        assert tab.pixels(f"{panel} canvas.img") != before, panel
+    assert tab.errors == []
+
+
+def test_mix_and_between_respond(tab, pages):
+    page = tab.open(pages["mlp"])
+    before = tab.pixels("#mix canvas.img.l")
+    page.eval_on_selector("#mix input[type=range]",
+                          "s => { s.value = '1'; s.dispatchEvent(new Event('input', {bubbles: true})); }")
+    assert tab.pixels("#mix canvas.img.l") != before
+    before = tab.pixels("#between canvas.img.l")
+    page.eval_on_selector("#between label.walk input",
+                          "s => { s.value = '0'; s.dispatchEvent(new Event('input', {bubbles: true})); }")
+    assert tab.pixels("#between canvas.img.l") != before
+    assert tab.errors == []
+
+
+def test_map_click_decodes_the_plane(tab, pages):
+    page = tab.open(pages["mlp"])
+    box = page.locator("canvas.map").bounding_box()
+    page.mouse.click(box["x"] + 5, box["y"] + 5)  # a corner: far from most codes
+    assert "plane (" in page.inner_text("#map")
+    assert tab.errors == []
+
+
+def draw_vertical_stroke(page):
+    page.locator("canvas.pad").scroll_into_view_if_needed()
+    box = page.locator("canvas.pad").bounding_box()
+    x, top = box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.2
+    page.mouse.move(x, top)
+    page.mouse.down()
+    for k in range(1, 21):
+        page.mouse.move(x, top + k * box["height"] * 0.03)
+    page.mouse.up()
+
+
+def test_drawing_yields_code_and_reconstruction(tab, pages, payloads):
+    page = tab.open(pages["mlp"])
+    map_before = tab.pixels("canvas.map")
+    draw_vertical_stroke(page)
+    seen = np.array(tab.pixels("#draw figure:nth-child(1) canvas"))[0::4]
+    assert seen.max() == 255 and 20 <= (seen == 255).sum() <= 200  # a binarized vertical bar
+    recon = np.array(tab.pixels("#draw figure:nth-child(2) canvas"))[0::4]
+    assert recon.max() > 128  # something was reconstructed
+    names = [payloads["mlp"]["classes"]["names"][c] for c in payloads["mlp"]["class_means"]["labels"]]
+    guess = page.inner_text("#draw .guess")
+    word = payloads["mlp"]["classes"]["word"]
+    assert guess.startswith(f"Nearest {word} mean: ") and guess.split(": ")[1].split(" ")[0] in names
+    assert tab.pixels("canvas.map") != map_before  # the drawing's marker
+    page.click("#draw button")
+    assert page.inner_text("#draw .guess") == "Nothing drawn yet."
+    assert tab.errors == []
+
+
+# --- the maths, against PyTorch ----------------------------------------------------------
+def page_vs_torch(page, model, latent_size: int, images: torch.Tensor) -> tuple[float, float, float]:
+    """Largest differences (decode probabilities, encode mean, encode variance) between page and model."""
+    z = torch.randn(100, latent_size, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 1.5
+    got = np.array(page.evaluate("zs => zs.map(z => Array.from(window.vaelab.decode(z)))", z.tolist()))
+    with torch.no_grad():
+        want = torch.sigmoid(model.decode(z.float())).numpy()
+        mu, var = model.encode(images.float())
+    enc = page.evaluate("xs => xs.map(x => { const r = window.vaelab.encode(x); "
+                        "return [Array.from(r.mu), Array.from(r.var)]; })", images.tolist())
+    return (float(np.abs(got - want).max()), float(np.abs(np.array([e[0] for e in enc]) - mu.numpy()).max()),
+            float(np.abs(np.array([e[1] for e in enc]) - var.numpy()).max()))
+
+
+def test_images(payload: dict, n: int = 5) -> torch.Tensor:
+    import base64
+
+    h, w = payload["image_shape"]
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(payload["test"]["images"]), np.uint8))
+    return torch.tensor(bits[: n * h * w].reshape(n, h * w), dtype=torch.float32)
+
+
+test_images.__test__ = False  # a helper, not a test
+
+
+@pytest.mark.parametrize("name", ["mlp", "conv"])
+def test_decode_and_encode_match_torch(tab, pages, payloads, trained_run, conv_run, name):
+    from vaelab.checkpoint import load_run
+
+    run = load_run({"mlp": trained_run, "conv": conv_run}[name])
+    page = tab.open(pages[name])
+    decode, mu, var = page_vs_torch(page, run.model, run.model.latent_size, test_images(payloads[name]))
+    print(f"{name}: max |p_page - p_torch| {decode:.1e}, mu {mu:.1e}, var {var:.1e}")
+    assert decode < 1e-4 and mu < 1e-4 and var < 1e-4
+
+
+@pytest.mark.parametrize("model", ["mlp", "conv"])
+def test_tanh_and_exp_variance_match_torch(tab, small_mnist, tmp_path, model):
+    from vaelab.explorer.export import payload
+
+    conv = {"channels": (3, 5)} if model == "conv" else {}
+    run = untrained_run(small_mnist, tmp_path, model, latent_size=6, hidden_size=[20, 12], activation="tanh",
+                        variance="exp", **conv)
+    p = payload(run, n=20)
+    page = tab.open(write_page(p, tmp_path))
+    decode, mu, var = page_vs_torch(page, run.model, 6, test_images(p))
+    assert decode < 1e-4 and mu < 1e-4 and var < 1e-4
+    assert tab.errors == []
+
+
+def test_decode_time_of_the_articles_model(tab, small_mnist, tmp_path):
+    """The article's network (latent 48, hidden 96-96): a decode well under 5 ms, so sliders stay live."""
+    from vaelab.explorer.export import payload
+
+    times = {}
+    for model in ("mlp", "conv"):
+        page = tab.open(write_page(payload(untrained_run(small_mnist, tmp_path, model), n=50), tmp_path,
+                                   f"{model}.html"))
+        times[model] = page.evaluate("window.vaelab.decodeMs")
+    print(f"median decode (50 runs): mlp {times['mlp']:.3f} ms, conv (channels 32-64) {times['conv']:.3f} ms")
+    assert 0 <= times["mlp"] < 5
+    assert tab.errors == []
+
+
+# --- safety ----------------------------------------------------------------------------
+def test_hostile_strings_render_as_text(tab, payloads, tmp_path):
+    p = json.loads(json.dumps(payloads["mlp"]))
+    p["title"] = HOSTILE
+    p["run"]["config"]["dataset"] = "<img src=x onerror=window.pwned=2>"
+    p["run"]["config"]["objective"] = "<b>bold</b>"
+    p["classes"]["names"] = [f"<i>{c}</i>{HOSTILE}" for c in p["classes"]["names"]]
+    page = tab.open(write_page(p, tmp_path))
+    assert page.evaluate("window.vaelab.ready") is True
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("img, i, b").count() == 0  # nothing was parsed as markup
+    assert HOSTILE in page.inner_text("#info") and HOSTILE in page.inner_text("header .sub")
+    assert "<img src=x onerror=window.pwned=2>" in page.inner_text("#info")
+    assert f"<i>0</i>{HOSTILE}" in page.inner_text(".legend")
+    assert page.title().startswith(HOSTILE)
+    assert tab.errors == []
+
+
+# --- looks -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def showcase(tmp_path_factory) -> str:
+    """A run worth looking at: latent 16, 6 epochs on the bundled MNIST, scored, with PCA and t-SNE maps."""
+    from threadpoolctl import threadpool_limits
+
+    from vaelab.checkpoint import load_run
+    from vaelab.config import TrainConfig
+    from vaelab.evaluate import evaluate_run
+    from vaelab.explorer.export import payload
+    from vaelab.training import train
+
+    path = tmp_path_factory.mktemp("runs") / "mnist-latent16"
+    train(TrainConfig(latent_size=16, epochs=6), path, echo=lambda s: None)
+    evaluate_run(path, iw_k=10)
+    with threadpool_limits(1, user_api="openmp"):  # see conftest.one_openmp_thread
+        p = payload(load_run(path), n=1000, embed=("pca", "tsne"))
+    return write_page(p, tmp_path_factory.mktemp("showcase"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [1280, 390])
+def test_screenshots_of_every_view(browser, showcase, width):
+    """Every view fits the width (no sideways scrolling); shots in /tmp/explorer-shots/ to look at."""
+    tab = Page(browser, width=width, height=900 if width > 500 else 844)
+    try:
+        page = tab.open(showcase)
+        SHOTS.mkdir(exist_ok=True)
+        draw_vertical_stroke(page)
+        page.locator("canvas.map").scroll_into_view_if_needed()
+        box = page.locator("canvas.map").bounding_box()
+        page.mouse.click(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.4)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.screenshot(path=str(SHOTS / f"page-{width}.png"), full_page=True)
+        for view in VIEWS:
+            page.locator(f"section#{view}").screenshot(path=str(SHOTS / f"{view}-{width}.png"))
+        page.locator("header").screenshot(path=str(SHOTS / f"header-{width}.png"))
+        assert tab.errors == []
+    finally:
+        tab.context.close()
+
