@@ -336,3 +336,21 @@ def test_read_config_file_not_text(tmp_path):
     with pytest.raises(VaelabError) as info:
         read_config_file(path)
     assert str(path) in str(info.value)
+
+
+def test_new_fields_default_to_the_articles_behaviour_and_old_configs_load():
+    c = TrainConfig()
+    assert (c.lr_schedule, c.stages, c.epochs, c.schedule_note) == ("constant", None, 10, None)
+    assert (c.adam_beta1, c.adam_beta2, c.adam_eps) == (0.9, 0.999, 1e-8)  # PyTorch's, which the article used
+    assert (c.init, c.output_bias, c.validation_split, c.preset) == ("pytorch", "init", "random", None)
+    old = {"latent_size": 48, "epochs": 10, "batch_size": 128, "lr": 0.001, "optimizer": "adam", "seed": 0}
+    assert TrainConfig.from_dict(old) == TrainConfig()
+    assert TrainConfig.from_dict(TrainConfig(epochs=3).to_dict()).epochs == 3
+
+
+def test_a_schedule_round_trips_with_its_resolved_epochs_and_stages(tmp_path):
+    c = TrainConfig(lr_schedule="iwae", stages=3)
+    for suffix in (".json", ".toml"):
+        c.save(tmp_path / f"c{suffix}")
+        assert TrainConfig.load(tmp_path / f"c{suffix}") == c
+    assert c.to_dict()["epochs"] == 13 and c.to_dict()["stages"] == 3

@@ -119,7 +119,9 @@ def test_an_added_figure_is_a_command_and_a_report_section(run_copy, monkeypatch
     page = html.unescape((run_copy / "report.html").read_text())
     assert "<h2>An extra section</h2><p>Added in one place only.</p>" in page
     assert len(re.findall(r'src="data:image/png;base64,', page)) == 10  # the report's nine and this one
-    assert said[-1].split()[0] == "kl-again" and (run_copy / "figures" / "kl-again.png").is_file()
+    drawn = [line.split()[0] for line in said]
+    assert drawn[-2:] == ["kl-again", "explorer"]  # the figures in FIGURES' order, then the explorer
+    assert (run_copy / "figures" / "kl-again.png").is_file()
     run = load_run(run_copy)
     ctx = figures.Context(run=run, classes=explore.classes_of(run), present=list(range(10)), n_train=300,
                           embed_method="pca")

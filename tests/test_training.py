@@ -299,3 +299,16 @@ def test_a_conv_model_on_images_it_cannot_halve_is_refused_before_any_run_folder
     run = train(TrainConfig(data_dir=str(tmp_path / "data"), epochs=1, latent_size=2), tmp_path / "run",
                 echo=lambda s: None)
     assert run.model.image_shape == (12, 10) and run.data["classes"] == {"names": ["0", "1", "2"], "word": "class"}
+
+
+def test_the_schedule_sets_each_epochs_lr_and_resumes_bit_for_bit_across_a_stage_boundary(small_mnist, tmp_path):
+    quiet = lambda s: None  # noqa: E731
+    fields = {"lr_schedule": "iwae", "adam_beta1": 0.99, "adam_eps": 5e-6, "test_every_epoch": False}
+    straight = train(_config(small_mnist, epochs=None, stages=2, **fields), tmp_path / "straight", echo=quiet)
+    assert [m["lr"] for m in straight.metrics] == [1e-3] + [1e-3 * 7.2 / 10] * 3
+    group = load_checkpoint(tmp_path / "straight").optimizer_state["param_groups"][0]
+    assert (group["lr"], list(group["betas"]), group["eps"]) == (1e-3 * 7.2 / 10, [0.99, 0.999], 5e-6)
+    train(_config(small_mnist, epochs=1, **fields), tmp_path / "resumed", echo=quiet)
+    run = resume(tmp_path / "resumed", epochs=4, echo=quiet)  # epochs that end stage 2 give stages 2
+    assert run.config.stages == 2
+    _assert_identical(tmp_path / "straight", tmp_path / "resumed")

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from vaelab.config import TrainConfig
+from vaelab.config import IWAE_STAGES, TrainConfig, stage_epochs
 from vaelab.errors import VaelabError
 from vaelab.models import args_for, check_args
 
@@ -155,8 +155,22 @@ def _param_group(groups: Any, n: int, config: TrainConfig) -> dict[str, Any]:
                                  f"{config.optimizer} needs")
     for key, value in group.items():
         check(key == "params" or _hyperparameter_ok(key, value), f"its optimizer's {show(key)} is {show(value)}")
-    check(group["lr"] == config.lr, f"its optimizer's lr {group['lr']} is not its config's lr {config.lr}")
+    lrs = schedule_lrs(config)
+    check(group["lr"] in lrs, f"its optimizer's lr {group['lr']} is not its config's lr "
+                               f"{' or '.join(map(str, sorted(lrs, reverse=True)))}")
+    if config.optimizer == "adam":
+        betas = [config.adam_beta1, config.adam_beta2]
+        check(list(group["betas"]) == betas, f"its optimizer's betas {group['betas']} are not its config's {betas}")
+        check(group["eps"] == config.adam_eps, f"its optimizer's eps {group['eps']} is not its config's "
+                                               f"adam_eps {config.adam_eps}")
     return group
+
+
+def schedule_lrs(config: TrainConfig) -> set[float]:
+    """Every learning rate the config's schedule gives an epoch (one for a constant lr; one per stage else)."""
+    if config.lr_schedule == "constant":
+        return {config.lr}
+    return {config.lr_at(stage_epochs(i) + 1) for i in range(IWAE_STAGES)}
 
 
 def _hyperparameter_ok(key: str, value: Any) -> bool:

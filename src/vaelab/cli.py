@@ -24,7 +24,7 @@ from vaelab.figures import int_between, seed_type
 from vaelab.files import display
 from vaelab.signals import deferred, raise_on_stop_signals, report
 
-RESUMABLE = {"epochs", "device", "data_dir"}  # what may change when a run is continued
+RESUMABLE = {"epochs", "stages", "device", "data_dir"}  # what may change when a run is continued
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(train)
     train.set_defaults(func=cmd_train)
 
+    presets = sub.add_parser("presets", help="list the presets that reproduce a paper's cells",
+                             description="The presets of `vaelab train --preset NAME`, with the published "
+                                         "test log-likelihood of the cell each reproduces.")
+    presets.set_defaults(func=cmd_presets)
+
     ev = sub.add_parser("eval", help="score a run on the test set",
                         description="Test-set ELBO and importance-weighted log-likelihood, in nats per image.")
     ev.add_argument("run", metavar="RUN", help="run directory written by `vaelab train`")
@@ -79,7 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-dir", metavar="DIR", help="where the test files are (default: the run's)")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.add_argument("--judge", metavar="FILE", help="judge file from `vaelab judge train` (default: the one shipped "
+                                                    "for the run's dataset, if any)")
+    ev.add_argument("--no-judge", action="store_true", help="skip the judge's scores of generated images")
     ev.set_defaults(func=cmd_eval)
+    _add_judge_commands(sub)
     _add_explore_commands(sub)
     return parser
 
@@ -98,6 +107,44 @@ def widths(text: str) -> int | tuple[int, ...]:
 
 def _as_list(value: int | tuple[int, ...]) -> tuple[int, ...]:
     return value if isinstance(value, tuple) else (value,)
+
+
+def _add_judge_commands(sub) -> None:
+    """`vaelab judge train`: the classifier that scores generated images (vaelab.judge)."""
+    judge = sub.add_parser("judge", help="the classifier that judges generated images",
+                           description="Train the convolutional classifier that `vaelab eval` uses to judge "
+                                       "generated images (class accuracy and Fréchet distance).")
+    actions = judge.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = actions.add_parser("train", help="train a judge on a dataset's training images",
+                           description="Train a judge on the training images (binarized at byte >= 73) and "
+                                       "report its accuracy on the test images after every epoch.")
+    p.add_argument("--dataset", choices=("mnist", "fashion-mnist", "kmnist", "folder"),
+                   help="which dataset (default: mnist, or folder with --data-dir alone)")
+    p.add_argument("--data-dir", metavar="DIR", help="where the dataset's four IDX files are")
+    p.add_argument("--download", action="store_true", help="fetch the dataset's missing files first")
+    p.add_argument("--out", metavar="FILE", required=True, help="where to write the judge (.safetensors)")
+    p.add_argument("--epochs", type=int_between(1, 1000), default=5, metavar="N", help="passes (default: 5)")
+    p.add_argument("--seed", type=seed_type, default=0, help="initialisation, dropout and shuffling (default: 0)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.set_defaults(func=cmd_judge_train)
+
+
+def cmd_judge_train(args: argparse.Namespace) -> int:
+    from vaelab.data import find_dataset
+    from vaelab.judge import save_judge, train_judge
+
+    args.dataset = args.dataset or ("folder" if args.data_dir else "mnist")
+    if args.download:
+        find_dataset(args.dataset, args.data_dir, download=True)
+    command = "vaelab judge train " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+        if k in ("dataset", "data_dir", "out", "epochs", "seed", "device") and v is not None)
+    judge = train_judge(args.dataset, data_dir=args.data_dir, epochs=args.epochs, seed=args.seed,
+                        device=args.device, command=command)
+    path = save_judge(judge, args.out)
+    print(f"judge written to {display(path)}: test accuracy {100 * judge.info['test_accuracy']:.2f}% "
+          f"on {judge.info['n_test']} test images")
+    return 0
 
 
 def _add_explore_commands(sub) -> None:
@@ -149,17 +196,43 @@ def cmd_train(args: argparse.Namespace) -> int:
         if refused:
             names = ", ".join(flag(n) for n in refused)
             raise VaelabError(f"{names} cannot be given with --resume: a resumed run keeps its own "
-                              "config (only --epochs, --device and --data-dir may change)")
-        from vaelab.checkpoint import load_checkpoint
-
-        epochs = given.get("epochs", load_checkpoint(args.resume).config.epochs)
-        run = resume(args.resume, epochs=epochs, device=given.get("device"),
+                              "config (only --epochs, --stages, --device and --data-dir may change)")
+        run = resume(args.resume, epochs=given.get("epochs"), stages=given.get("stages"), device=given.get("device"),
                      data_dir=given.get("data_dir"), progress=progress)
     else:
-        config = (TrainConfig.load(args.config, **given) if args.config
-                  else TrainConfig.from_dict(given, source="command line"))
-        run = train(config, args.out, progress=progress)  # no --out: a new folder under runs/
+        run = train(_train_config(args.config, given), args.out, progress=progress)  # no --out: under runs/
     print(f"run written to {display(run.path)}  (next: vaelab eval {display(run.path)})")
+    return 0
+
+
+def _train_config(config_file: str | None, given: dict[str, Any]) -> TrainConfig:
+    """The preset's fields (--preset, or the config file's `preset`), then the config file's, then the flags."""
+    from vaelab.config import read_config_file
+    from vaelab.presets import load_preset
+
+    from_file = read_config_file(config_file) if config_file else {}
+    name = given.get("preset", from_file.get("preset"))
+    values = load_preset(name) if name is not None else {}
+    if "data_dir" in {**from_file, **given} and "dataset" not in {**from_file, **given}:
+        values.pop("dataset", None)  # your --data-dir alone means any folder of IDX files, as without a preset
+    values.update(from_file)
+    for one, other in (("stages", "epochs"), ("epochs", "stages")):  # one given alone decides the other
+        if one in given and other not in given:
+            values.pop(other, None)
+    values.update(given)
+    if name is not None:
+        values["preset"] = name
+    return TrainConfig.from_dict(values, source=config_file or "command line")
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from vaelab.presets import list_presets, paper_cell
+
+    for name in list_presets():
+        cell = paper_cell(name)
+        print(f"{name:<24} {cell.test_log_likelihood:8.2f}   {cell.cell}")
+    print("(published test log-likelihoods in nats; train one with `vaelab train --preset NAME [--stages N]`, "
+          "score it with `vaelab eval RUN --iw-k 5000`)")
     return 0
 
 
@@ -169,7 +242,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     progress = not args.quiet and not args.json and sys.stderr.isatty()
     r = evaluate_run(args.run, iw_k=args.iw_k, seed=args.seed, device=args.device,
-                     data_dir=args.data_dir, progress=progress)
+                     data_dir=args.data_dir, progress=progress, judge=False if args.no_judge else args.judge or True)
     if args.json:
         print(json.dumps(r.to_dict()))
         return 0
@@ -181,11 +254,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"  log p(x), IW K={r.iw_k:<6} {r.log_likelihood:9.2f} ± {r.log_likelihood_stderr:.2f}")
     print(f"  active units           {r.active_units} of {len(r.kl_per_dimension)}"
           "   (Var[mu] > 0.01, Burda et al. 2015)")
-    saved = read_eval(load_run(args.run))
+    run = load_run(args.run)
+    print(f"  {judge_line(r.judge, run.config.dataset, skipped=args.no_judge)}")
+    saved = read_eval(run)
     kept = "" if saved is None or saved.iw_k == r.iw_k else (
         f" (keeping the IW estimate with K={saved.iw_k} made earlier for these weights)")
     print(f"  saved to {display(Path(args.run) / 'eval.json')}{kept}")
     return 0
+
+
+def judge_line(judge: dict[str, Any] | None, dataset: str, *, skipped: bool = False) -> str:
+    """The `vaelab eval` line of the judge's scores, or why there are none."""
+    if skipped:
+        return "judge: skipped (--no-judge)"
+    if judge is None:
+        return (f"judge: none shipped for {dataset}; train one with `vaelab judge train --dataset {dataset} "
+                "--out FILE` and pass --judge FILE")
+    return (f"judge: generated images classified as their class {100 * judge['class_accuracy']:.1f}% "
+            f"(test images {100 * judge['test_accuracy']:.1f}%); FID {judge['fid']:.1f} "
+            f"(floor test vs train {judge['fid_floor']:.1f})")
 
 
 def _figure_command(spec: figures.FigureSpec):

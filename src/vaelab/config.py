@@ -9,6 +9,7 @@ reason. The same fields become the flags of `vaelab train` (`latent_size` ->
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -34,6 +35,12 @@ MODELS = ("mlp", "conv")  # vaelab.models.MODELS
 ACTIVATIONS = ("relu", "tanh")
 VARIANCES = ("softplus", "exp")
 DATASETS = ("mnist", "fashion-mnist", "kmnist", "folder")  # vaelab.catalog.NAMES
+LR_SCHEDULES = ("constant", "iwae", "iwae-paper")
+INITS = ("pytorch", "iwae", "glorot")  # vaelab.models.init
+OUTPUT_BIASES = ("init", "data_mean")
+VALIDATION_SPLITS = ("random", "end")
+ARTICLE_EPOCHS = 10  # epochs when neither --epochs nor a schedule says otherwise
+IWAE_STAGES = 8  # Burda et al. (2015), section 5: stages i = 0 ... 7 of 3^i passes each
 MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds; JSON readers keep 63 bits exactly
 # Upper limits of the sizes a user can type. Whether a network of the sizes allowed
 # fits in memory is checked again when training starts (vaelab.training).
@@ -67,9 +74,23 @@ class TrainConfig:
         "log standard deviation as most papers do", VARIANCES,
     )
     channels: tuple[int, ...] = _option((32, 64), "conv only: channels of the two convolutions (encoder order)")
-    epochs: int = _option(10, "total passes over the training set")
+    epochs: int | None = _option(
+        None, "total passes over the training set; unset: 10 (the article's), or with --lr-schedule iwae the "
+        "passes of its --stages (3,280 for all 8)"
+    )
     batch_size: int = _option(128, "images per optimisation step")
-    lr: float = _option(1e-3, "learning rate")
+    lr: float = _option(1e-3, "learning rate (with a schedule: the first stage's)")
+    lr_schedule: str = _option(
+        "constant",
+        "constant: --lr throughout (the article's); iwae: Burda et al. (2015)'s stages i = 0..7 of 3^i passes at "
+        "--lr x 10^(1-i/7) rounded to 2 figures / 10, as their code ran it; iwae-paper: the same at --lr x "
+        "10^(-i/7) unrounded, as their paper prints it",
+        LR_SCHEDULES,
+    )
+    stages: int | None = _option(
+        None, "with --lr-schedule iwae: train only its first N of 8 stages (a shortened schedule, which the "
+        "run records and its report states); unset: all 8, or as many as --epochs ends"
+    )
     objective: str = _option(
         "elbo",
         "elbo: the article's ELBO; beta: the ELBO with the KL weighted by --beta (Higgins et al. 2017); "
@@ -80,6 +101,20 @@ class TrainConfig:
     beta: float = _option(1.0, "weight of the KL term, with --objective beta (1 is the ELBO)")
     optimizer: str = _option(
         "adam", "adam, or centred rmsprop (the article found adam slightly better)", OPTIMIZERS
+    )
+    adam_beta1: float = _option(0.9, "Adam's decay of the gradient's mean (PyTorch's 0.9, the article's)")
+    adam_beta2: float = _option(0.999, "Adam's decay of the gradient's square (PyTorch's 0.999, the article's)")
+    adam_eps: float = _option(1e-8, "Adam's epsilon, added to the root of the mean square (PyTorch's 1e-8)")
+    init: str = _option(
+        "pytorch",
+        "the weights' initialisation: pytorch's (the article's); iwae: Burda et al.'s code exactly (Glorot "
+        "uniform, every layer drawn from numpy seed 123, biases zero; mlp only); glorot: the same "
+        "distribution drawn from --seed",
+        INITS,
+    )
+    output_bias: str = _option(
+        "init", "the decoder's output bias: as --init makes it, or data_mean: the logit of the training images' "
+        "mean pixel, clipped to [0.001, 0.999], as Burda et al. (2015) do (mlp only)", OUTPUT_BIASES,
     )
     binarization: str = _option(
         "threshold",
@@ -110,18 +145,44 @@ class TrainConfig:
     validation: int = _option(
         0, "training images held out (chosen by --seed) and scored every epoch; 0: none, as in the article"
     )
+    validation_split: str = _option(
+        "random", "which training images --validation holds out: random (chosen by --seed), or the file's "
+        "last ones, as Burda et al. (2015) held out MNIST's last 400", VALIDATION_SPLITS,
+    )
     test_every_epoch: bool = _option(True, "score the test-set ELBO after every epoch")
+    preset: str | None = _option(
+        None, "the preset the run started from (`vaelab train --preset NAME` records it; `vaelab presets` "
+        "lists them); a record only: setting it in a config file applies nothing"
+    )
 
     def __post_init__(self) -> None:
         if self.dataset is None:  # a bare --data-dir means any folder of IDX files, as before datasets had names
             object.__setattr__(self, "dataset", "folder" if self.data_dir is not None else "mnist")
         _check_types(self)
+        _resolve_schedule(self)
         _check_values(self)
 
     @property
     def logs_objective(self) -> bool:
         """Whether training logs the objective's own value besides the ELBO (all but the article's)."""
         return not (self.objective == "elbo" and self.samples == 1)
+
+    @property
+    def schedule_note(self) -> str | None:
+        """The sentence every report states for a shortened schedule; None for the full one or a constant lr."""
+        if self.lr_schedule == "constant" or self.stages == IWAE_STAGES:
+            return None
+        return (f"Shortened schedule: stages 1\u2013{self.stages} of {IWAE_STAGES} ({self.epochs:,} of "
+                f"{stage_epochs(IWAE_STAGES):,} passes)")
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of epoch `epoch` (1, 2, …): --lr, or the schedule's stage's."""
+        if self.lr_schedule == "constant":
+            return self.lr
+        stage = stage_of(epoch)
+        if self.lr_schedule == "iwae":  # their code: 1e-4 * round(10 ** (1 - i / 7), 1), for lr = 1e-3
+            return self.lr * round(10 ** (1 - stage / 7), 1) / 10
+        return self.lr * 10 ** (-stage / 7)
 
     @property
     def hidden_layers(self) -> tuple[int, ...]:
@@ -181,6 +242,48 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise VaelabError(f"config file {path} must hold a table of keys, not {type(values).__name__}")
     return values
+
+
+def stage_epochs(stages: int) -> int:
+    """Epochs in the first `stages` stages of the iwae schedule: 3^0 + … + 3^(stages-1) = (3^stages - 1) / 2."""
+    return (3**stages - 1) // 2
+
+
+def stage_of(epoch: int) -> int:
+    """The stage i (0, 1, …) of the iwae schedule that epoch `epoch` (1, 2, …) belongs to: ends at 1, 4, 13, 40, …"""
+    stage = 0
+    while stage_epochs(stage + 1) < epoch:
+        stage += 1
+    return stage
+
+
+def _resolve_schedule(c: TrainConfig) -> None:
+    """Epochs and stages made consistent: with a schedule, either one gives the other; a mismatch is an error."""
+    def fail(rule: str) -> None:
+        raise VaelabError(rule)
+
+    set_ = functools.partial(object.__setattr__, c)
+    if c.lr_schedule == "constant" or c.lr_schedule not in LR_SCHEDULES:
+        if c.stages is not None:
+            fail(f"stages (--stages) shortens --lr-schedule iwae only (the schedule is {c.lr_schedule}); "
+                 "give --epochs instead")
+        if c.epochs is None:
+            set_("epochs", ARTICLE_EPOCHS)
+        return
+    if c.stages is not None and not 1 <= c.stages <= IWAE_STAGES:
+        fail(f"stages (--stages) must be 1 to {IWAE_STAGES}, got {c.stages!r}")
+    ends = {stage_epochs(n): n for n in range(1, IWAE_STAGES + 1)}
+    if c.stages is None and c.epochs is None:
+        set_("stages", IWAE_STAGES)
+    elif c.stages is None:
+        if c.epochs not in ends:
+            fail(f"epochs (--epochs) {c.epochs} does not end a stage of --lr-schedule {c.lr_schedule} (stages end "
+                 f"at epochs {', '.join(map(str, ends))}); give --stages N instead")
+        set_("stages", ends[c.epochs])
+    elif c.epochs is not None and c.epochs != stage_epochs(c.stages):
+        fail(f"epochs (--epochs) {c.epochs} does not match --stages {c.stages}, which is "
+             f"{stage_epochs(c.stages)} epochs; give --stages alone and the epochs follow")
+    set_("epochs", stage_epochs(c.stages))
 
 
 def flag(name: str) -> str:
@@ -258,6 +361,20 @@ def _check_values(c: TrainConfig) -> None:
         fail("beta", f"weights the KL only with --objective beta (the objective is {c.objective})")
     if not (math.isfinite(c.lr) and c.lr > 0):
         fail("lr", "must be a positive finite number such as 0.001")
+    for name in ("adam_beta1", "adam_beta2"):
+        if not 0 <= getattr(c, name) < 1:
+            fail(name, "must be at least 0 and below 1")
+    if not (math.isfinite(c.adam_eps) and c.adam_eps > 0):
+        fail("adam_eps", "must be a positive finite number such as 1e-8")
+    if c.optimizer != "adam":
+        for name, default in (("adam_beta1", 0.9), ("adam_beta2", 0.999), ("adam_eps", 1e-8)):
+            if getattr(c, name) != default:
+                fail(name, f"sets Adam only (the optimizer is {c.optimizer}); leave it unset or use --optimizer adam")
+    if c.model != "mlp" and (c.init != "pytorch" or c.output_bias != "init"):
+        name = "init" if c.init != "pytorch" else "output_bias"
+        fail(name, f"is defined for --model mlp only (the model is {c.model}); leave it unset")
+    if c.validation_split != "random" and c.validation == 0:
+        fail("validation_split", "chooses the images --validation holds out; give --validation N too")
     if not 0 <= c.seed <= MAX_SEED:
         fail("seed", f"must be an integer from 0 to {MAX_SEED}")
     for f in dataclasses.fields(c):

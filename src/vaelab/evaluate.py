@@ -19,12 +19,24 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from vaelab import explore
 from vaelab.checkpoint import EVAL, Run, load_run
-from vaelab.data import DataMismatchWarning, binarize, data_mismatches, load_split
+from vaelab.data import DataMismatchWarning, Split, binarize, binarize_threshold, data_mismatches, load_split
 from vaelab.device import make_generator, resolve_device
 from vaelab.errors import Diverged, VaelabError
 from vaelab.files import display, write_json
-from vaelab.latent import active_units, encode_all, kl_per_dimension
+from vaelab.judge import (
+    LoadedJudge,
+    accuracy,
+    classify,
+    describe,
+    feature_statistics,
+    frechet_distance,
+    load_judge,
+    per_class_accuracy,
+    shipped_path,
+)
+from vaelab.latent import ClassStats, active_units, encode_all, kl_per_dimension, sample_class
 from vaelab.models import VAEModel
 from vaelab.objectives import (
     ElboTerms,
@@ -41,6 +53,8 @@ from vaelab.prepare import test_pixels_generator
 # run the K=1000 test twice as fast as 64 MiB blocks (docs/benchmarks.md).
 MAX_BLOCK = 1 << 20
 MAX_NOISE = 1 << 22  # largest (K, B, L) block of noise drawn at once
+JUDGE_STATS = 10000  # training images behind the class statistics of generation, as the figures use
+JUDGE_PER_CLASS = 1000  # generated images per class: 10,000 for 10 classes, as many as the test images
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,8 @@ class EvalResult:
     data_sha256: dict[str, str] | None = None  # the test files scored, name -> SHA-256
     data_matches_run: bool = True  # whether they are the files the run recorded
     iw_seed: int | None = None  # seed of the IW estimate (kept from an earlier eval if its K was larger)
+    # The judge's scores of generated images (JUDGE_KEYS), or None: no judge for the dataset, or --no-judge.
+    judge: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,7 +90,7 @@ class EvalResult:
         """Rebuild a result from eval.json, refusing anything that is not one (ValueError)."""
         if not isinstance(values, dict):
             raise ValueError(f"expected a JSON object, found {type(values).__name__}")
-        missing = {f.name for f in fields(cls)} - set(values)
+        missing = {f.name for f in fields(cls)} - set(values) - {"judge"}  # eval.json before the judge lacks it
         extra = set(values) - {f.name for f in fields(cls)}
         if missing or extra:
             raise ValueError(f"fields {sorted(missing)} missing and {sorted(extra)} unexpected")
@@ -110,6 +126,35 @@ def _check_result_types(r: EvalResult) -> None:
         isinstance(r.data_sha256, dict) and all(isinstance(v, str) for v in r.data_sha256.values())
     ):
         raise ValueError("data_sha256 must map file names to digests")
+    if r.judge is not None:
+        _check_judge(r.judge)
+
+
+JUDGE_KEYS = {
+    "name": str,  # the shipped judge's dataset name, or the file given with --judge
+    "sha256": str,  # of the judge file
+    "class_accuracy": float,  # judge's accuracy on the generated images, labelled with the class they were made for
+    "per_class": dict,  # {label: that accuracy for one class}
+    "test_accuracy": float,  # judge's accuracy on the run's test images, measured now
+    "fid": float,  # Fréchet distance of judge features, generated vs test images
+    "fid_floor": float,  # the same, test vs as many training images: what sampling alone leaves
+    "n_generated": int,  # images generated, the same number per class
+    "seed": int,  # seed of the class statistics' subset and of the generated codes
+}
+
+
+def _check_judge(judge: Any) -> None:
+    if not isinstance(judge, dict) or set(judge) != set(JUDGE_KEYS):
+        raise ValueError(f"judge must be null or an object with the fields {sorted(JUDGE_KEYS)}")
+    for key, kind in JUDGE_KEYS.items():
+        value = judge[key]
+        ok = (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+              if kind is float else isinstance(value, kind) and not isinstance(value, bool))
+        if not ok:
+            raise ValueError(f"judge.{key} must be {'a finite number' if kind is float else kind.__name__}")
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1
+               for v in judge["per_class"].values()):
+        raise ValueError("judge.per_class must map labels to accuracies between 0 and 1")
 
 
 def _batches(n: int, size: int) -> Iterator[slice]:
@@ -218,8 +263,15 @@ def evaluate_run(
     data_dir: str | None = None,
     progress: bool = False,
     save: bool = True,
+    judge: str | Path | bool = True,
+    judge_per_class: int = JUDGE_PER_CLASS,
 ) -> EvalResult:
     """Score a run on its test images, binarized as in training; save eval.json.
+
+    `judge` True scores generated images with the judge shipped for the run's dataset
+    (none for kmnist or a folder: then `judge` is None in the result), a path with that
+    judge file, False not at all (eval.json then keeps an earlier judge's scores of the
+    same weights). See `judge_run`.
 
     The result names the weights (digest and step) and the test files it scored;
     data that differ from the files the run recorded raise a DataMismatchWarning
@@ -230,6 +282,8 @@ def evaluate_run(
     check_iw_k(iw_k)
     run = load_run(path)
     check_iw_k(iw_k, run.model.latent_size)
+    judged = find_judge(run, judge)
+    codes = explore.encode_subset(run, n=JUDGE_STATS, seed=seed, data_dir=data_dir) if judged else None
     dev = resolve_device(device)
     model = run.model.to(dev)
     split = load_split("test", data_dir if data_dir is not None else run.config.data_dir,
@@ -244,11 +298,80 @@ def evaluate_run(
         result = evaluate_model(model, x, iw_k=iw_k, seed=seed, epoch=run.epoch, progress=progress)
     except Diverged as exc:
         raise Diverged(f"{display(path)} cannot be scored: {exc}. Train again with a lower --lr") from None
+    scores = None
+    if judged is not None:
+        scores = judge_run(run, judged, codes.stats, split, data_dir=data_dir, seed=seed, per_class=judge_per_class)
     result = replace(result, step=run.step, weights_sha256=run.weights_sha256, data_sha256=split.files,
-                     data_matches_run=not differences)
+                     data_matches_run=not differences, judge=scores)
     if save:
-        write_json(Path(path) / EVAL, keep_larger_iw(result, read_eval(run)).to_dict(), root=path)
+        old = read_eval(run)
+        kept = keep_larger_iw(result, old)
+        if judge is False and old is not None and kept.data_sha256 == old.data_sha256:
+            kept = replace(kept, judge=old.judge)  # --no-judge: keep the earlier judge's scores of these weights
+        write_json(Path(path) / EVAL, kept.to_dict(), root=path)
     return result
+
+
+def find_judge(run: Run, judge: str | Path | bool) -> LoadedJudge | None:
+    """The judge to use: the file given, else the one shipped for the run's dataset, else None."""
+    if judge is False:
+        return None
+    if judge is not True:
+        found = load_judge(judge)
+    else:
+        shipped = shipped_path(run.config.dataset)
+        if shipped is None:
+            return None
+        found = load_judge(shipped, name=run.config.dataset)
+    shape, classes = tuple(found.model.args.image_shape), found.model.args.n_classes
+    wanted = explore.image_shape(run)
+    if shape != wanted or classes < len(explore.classes_of(run).names):
+        raise VaelabError(f"{describe(found)} classifies {shape[0]} x {shape[1]} images into {classes} classes, "
+                          f"but {display(run.path)} makes {wanted[0]} x {wanted[1]} images of "
+                          f"{len(explore.classes_of(run).names)} classes; give a judge trained on the run's data "
+                          "(`vaelab judge train`) with --judge, or --no-judge")
+    return found
+
+
+@torch.inference_mode()
+def judge_run(run: Run, judged: LoadedJudge, stats: ClassStats, test: Split, *,
+              data_dir: str | None = None, seed: int = 0, per_class: int = JUDGE_PER_CLASS) -> dict[str, Any]:
+    """The judge's scores of images the run generates with the article's recipe (eval.json's `judge`).
+
+    For each class, `per_class` codes z = class mean + noise * sqrt(class variance) (`latent.sample_class`,
+    with the class statistics of `JUDGE_STATS` training images, as the figures compute them), decoded to
+    Bernoulli means and thresholded at 0.5: black-and-white images like the real ones the judge was trained
+    on (threshold binarization). Sampled pixels would add salt-and-pepper noise that no real image has.
+    Reported: the judge's accuracy on them against the class they were made for, per class and overall;
+    the Fréchet distance of its features, generated vs test images, and the floor: test vs as many
+    training images (a seeded subset), the distance two real samples of the data keep.
+    """
+    model = run.model
+    dev = next(model.parameters()).device
+    classifier = judged.model.to(dev)
+    generator = make_generator(dev, seed)
+    labels = stats.classes.repeat_interleave(per_class)  # (N,)
+    stats = replace(stats, means=stats.means.to(dev), variances=stats.variances.to(dev))
+    z = torch.cat([sample_class(stats, int(c), per_class, generator) for c in stats.classes])  # (N, L)
+    generated = (torch.cat([torch.sigmoid(model.decode(z[i:i + 5000])) for i in range(0, len(z), 5000)]) > 0.5)
+    predicted, gen_features = classify(classifier, generated.float())
+    test_predicted, test_features = classify(classifier, binarize_threshold(test.images))
+    train = load_split("train", data_dir if data_dir is not None else run.config.data_dir,
+                       dataset=run.config.dataset, class_names=run.config.class_names)
+    pick = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(seed))[:len(test.labels)]
+    _, train_features = classify(classifier, binarize_threshold(train.images[pick]))
+    test_stats = feature_statistics(test_features)
+    return {
+        "name": judged.name,
+        "sha256": judged.sha256,
+        "class_accuracy": accuracy(predicted, labels),
+        "per_class": per_class_accuracy(predicted, labels),
+        "test_accuracy": accuracy(test_predicted, test.labels),
+        "fid": frechet_distance(*feature_statistics(gen_features), *test_stats),
+        "fid_floor": frechet_distance(*test_stats, *feature_statistics(train_features)),
+        "n_generated": len(labels),
+        "seed": seed,
+    }
 
 
 def check_iw_k(iw_k: int, latent_size: int | None = None) -> None:

@@ -47,6 +47,7 @@ class TrainData:
     dynamic: bool  # redraw training pixels from the grey levels every batch
     info: dict[str, Any]  # provenance, saved in the checkpoint
     valid: torch.Tensor | None = None  # (V, D): training images held out, binary and fixed; None: no validation
+    pixel_mean: torch.Tensor | None = None  # (D,) float64 on the CPU: the training images' mean pixel, as trained on
 
     def batch(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         x = self.train.index_select(0, index)  # (B, D); faster than x[index] on CPU
@@ -63,11 +64,16 @@ def load_data(config: TrainConfig, device: torch.device, echo: Echo = print) -> 
     folder = find_dataset(config.dataset, config.data_dir, download=config.download, echo=echo)
     train, test = (load_split(name, folder, dataset=config.dataset, class_names=config.class_names)
                    for name in ("train", "test"))
-    kept, held_out = split_validation(len(train.images), config.validation, config.seed)
+    kept, held_out = split_validation(len(train.images), config.validation, config.seed,
+                                      last=config.validation_split == "end")
     dynamic = config.binarization == "dynamic"
     images = train.images.to(device)
     x_train = images.index_select(0, kept.to(device)) if held_out is not None else images
     x_train = grey_levels(x_train) if dynamic else binarize_threshold(x_train)
+    pixel_mean = None
+    if config.output_bias == "data_mean":  # only then: the sums pass over every training pixel
+        pixel_mean = mean_pixel(train.images.index_select(0, kept) if held_out is not None else train.images,
+                                dynamic)
     x_test = binarize(test.images, config.binarization, make_generator(device, config.seed))
     x_valid = None
     if held_out is not None:
@@ -89,14 +95,27 @@ def load_data(config: TrainConfig, device: torch.device, echo: Echo = print) -> 
         info["test_binarization"] = {"seed": config.seed, "device": device.type}
     if x_valid is not None:
         info["validation_split"] = {"seed": config.seed, "held_out": len(x_valid), "from": len(train.images)}
-    return TrainData(train=x_train, test=x_test, dynamic=dynamic, info=info, valid=x_valid)
+    if held_out is not None and config.validation_split == "end":
+        info["validation_split"]["last"] = True
+    return TrainData(train=x_train, test=x_test, dynamic=dynamic, info=info, valid=x_valid, pixel_mean=pixel_mean)
+
+
+def mean_pixel(images: torch.Tensor, dynamic: bool) -> torch.Tensor:
+    """The mean of each pixel over uint8 images (N, ...), as the model sees them: grey levels b / 255 for
+    dynamic binarization, else the black-and-white threshold images. (D,) float64, exact sums."""
+    flat = images.reshape(len(images), -1).cpu()
+    if dynamic:
+        return flat.sum(0, dtype=torch.int64).double() / (255.0 * len(flat))
+    return (flat >= THRESHOLD_BYTE).sum(0, dtype=torch.int64).double() / len(flat)
 
 
 VALIDATION_STREAM = 0x5A11D  # offsets the seed of the validation pixels' draw from the test set's
 
 
-def split_validation(n: int, held_out: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Indices of the training images kept and of the `held_out` ones (None when none), chosen by `seed`.
+def split_validation(n: int, held_out: int, seed: int, *,
+                     last: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Indices of the training images kept and of the `held_out` ones (None when none), chosen by `seed`, or
+    with `last` the file's last `held_out` images (Burda et al. 2015 trained on MNIST's first 59,600).
 
     A CPU generator of its own draws them, so the choice is the same on every device
     and the training generator's stream (shuffling, noise) is untouched. Kept images
@@ -106,6 +125,8 @@ def split_validation(n: int, held_out: int, seed: int) -> tuple[torch.Tensor, to
         return torch.arange(n), None
     if held_out >= n:
         raise VaelabError(f"--validation {held_out} would hold out all {n} training images; give fewer than {n}")
+    if last:
+        return torch.arange(n - held_out), torch.arange(n - held_out, n)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return order[held_out:].sort().values, order[:held_out].sort().values
 

@@ -142,6 +142,18 @@ def _img(path: Path) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(display(path.stem))}">'
 
 
+def _judge_sentence(judge: dict[str, Any] | None) -> str:
+    """One sentence on what the judge's numbers mean, or why there are none."""
+    if judge is None:
+        return ("No judge scored generated images: none ships for this dataset, or the scores predate it "
+                "(`vaelab eval --judge FILE` adds them).")
+    return (f"The judge, an independent classifier ({judge['name']}), recognises the class that each of "
+            f"{judge['n_generated']:,} images generated with the article's recipe was made for as often as the "
+            "card says, and the Fréchet distance between its features of them and of the test images (FID's "
+            "formula; lower is better) would fall to the floor, where real training images sit, for a perfect "
+            "generator.")
+
+
 def _render(run: Run, scores: EvalResult, figures: list[Figure], notes: Sequence[str] = ()) -> str:
     e = html.escape
     latent_size = run.model.latent_size
@@ -150,6 +162,8 @@ def _render(run: Run, scores: EvalResult, figures: list[Figure], notes: Sequence
     if not scores.data_matches_run:
         warnings.insert(0, "The test scores were computed on other test files than the ones the run was trained "
                            "with (eval.json: data_matches_run is false); they do not describe this run's data.")
+    if run.config.schedule_note:  # a preset's schedule cut short: its numbers are not the paper's
+        warnings.insert(0, f"{run.config.schedule_note}: these numbers are not those of the full schedule.")
     if active < latent_size / 2:
         warnings.append(f"Only {active} of {latent_size} latent units are active: most have collapsed to the prior "
                         "and carry no information. A smaller latent size would do as well.")
@@ -162,6 +176,11 @@ def _render(run: Run, scores: EvalResult, figures: list[Figure], notes: Sequence
         ("active units", f"{active} of {latent_size}", "Var[mu] > 0.01"),
         ("epochs", str(run.epoch), f"{run.metrics[-1]['elapsed']:.1f} s of training" if run.metrics else ""),
     ]
+    judge = scores.judge
+    if judge is not None:
+        cards.append(("generated images, judged", f"{100 * judge['class_accuracy']:.1f}%",
+                      f"their class (test images {100 * judge['test_accuracy']:.1f}%)"))
+        cards.append(("FID, judge's features", f"{judge['fid']:.1f}", f"floor test vs train {judge['fid_floor']:.1f}"))
     card_html = "".join(f'<div class="card"><div class="k">{e(k)}</div><div class="v">{e(v)}</div>'
                         f'<div class="u">{e(u)}</div></div>' for k, v, u in cards)
     provenance = (f"Figures drawn from the weights {run.weights_sha256[:12]} at step {run.step:,}; test scores "
@@ -203,6 +222,7 @@ th {{ color: #555; font-weight: normal; }} details {{ margin: 1em 0; }}
 <p class="sub">{e(display(run.path))} · generated {e(time.strftime('%Y-%m-%d %H:%M'))}</p>
 <div class="cards">{card_html}</div>
 <p class="sub">{e(provenance)}</p>
+<p class="sub">{e(_judge_sentence(judge))}</p>
 {banner}
 <p class="explorer"><a href="{EXPLORER}">Open the explorer</a>, one offline page beside this one in which \
 the run's encoder and decoder run in your browser, to walk the latent space and see what any point decodes to.</p>

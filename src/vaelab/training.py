@@ -35,6 +35,7 @@ from vaelab.evaluate import elbo_terms
 from vaelab.files import display
 from vaelab.models import VAEModel, args_for, named_args
 from vaelab.models import build_model as build_architecture
+from vaelab.models.init import initialise, set_output_bias
 from vaelab.objectives import OBJECTIVES, ElboTerms, Objective, Terms, elbo
 from vaelab.prepare import VALIDATION_STREAM, TrainData, load_data
 from vaelab.resources import ThreadTuner, check_fits
@@ -46,12 +47,19 @@ Echo = Callable[[str], Any]
 HEADER = f"{'epoch':>5} {'reg':>9} {'loglike':>10} {'lowerBound':>11} {'test ELBO':>10} {'time(s)':>8}"
 
 
-def build_model(config: TrainConfig, image_shape: tuple[int, ...]) -> VAEModel:
+def build_model(config: TrainConfig, image_shape: tuple[int, ...], pixel_mean: torch.Tensor | None = None) -> VAEModel:
     """The config's architecture for images of `image_shape`, initialised from the run's seed whatever the
-    global RNG holds (the article's VAE by default)."""
+    global RNG holds (the article's VAE by default), then as --init and --output-bias say; `pixel_mean` (D,),
+    the training images' mean pixel, is needed for --output-bias data_mean."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return _architecture(config, image_shape)
+        model = _architecture(config, image_shape)
+        initialise(model, config.init)
+    if config.output_bias == "data_mean":
+        if pixel_mean is None:
+            raise ValueError("--output-bias data_mean needs the training images' mean pixel")
+        set_output_bias(model, pixel_mean)
+    return model
 
 
 def _architecture(config: TrainConfig, image_shape: tuple[int, ...]) -> VAEModel:
@@ -64,12 +72,22 @@ def _architecture(config: TrainConfig, image_shape: tuple[int, ...]) -> VAEModel
 
 
 def build_optimizer(config: TrainConfig, model: VAEModel, device: torch.device) -> torch.optim.Optimizer:
-    """Adam, or centred RMSprop, as in the article; fused kernels where PyTorch has them."""
+    """Adam with the config's betas and epsilon, or centred RMSprop, as in the article; fused kernels where
+    PyTorch has them. The learning rate is the first epoch's; training sets each epoch's (TrainConfig.lr_at)."""
     params = list(model.parameters())
+    lr = config.lr_at(1)
     if config.optimizer == "adam":
         fused = device.type in ("cpu", "cuda")
-        return torch.optim.Adam(params, lr=config.lr, fused=fused, foreach=None if fused else True)
-    return torch.optim.RMSprop(params, lr=config.lr, centered=True, foreach=True)
+        return torch.optim.Adam(params, lr=lr, betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps,
+                                fused=fused, foreach=None if fused else True)
+    return torch.optim.RMSprop(params, lr=lr, centered=True, foreach=True)
+
+
+def set_epoch_lr(s: _Session) -> None:
+    """The learning rate of the epoch under way, from the schedule, on every param group (a resumed run too)."""
+    lr = s.config.lr_at(s.position.epoch + 1)
+    for group in s.optimizer.param_groups:
+        group["lr"] = lr
 
 
 def build_objective(config: TrainConfig) -> Objective:
@@ -118,17 +136,35 @@ def train(config: TrainConfig, out: str | Path | None = None, *, progress: bool 
 def resume(
     run_dir: str | Path,
     *,
-    epochs: int,
+    epochs: int | None = None,
+    stages: int | None = None,
     device: str | None = None,
     data_dir: str | None = None,
     progress: bool = False,
     echo: Echo = print,
 ) -> Run:
-    """Continue a run until it has `epochs` epochs in total (the run is locked meanwhile)."""
+    """Continue a run until it has `epochs` epochs in total, or with a schedule its first `stages` stages
+    (neither: the run's own target); the run is locked meanwhile."""
     load_checkpoint(run_dir)  # a missing or damaged run is refused before anything is locked
     with RunDir.existing(run_dir):
-        return _resume(Path(run_dir), load_checkpoint(run_dir), epochs=epochs, device=device, data_dir=data_dir,
+        ckpt = load_checkpoint(run_dir)
+        epochs = _target_epochs(ckpt.config, epochs, stages)
+        return _resume(Path(run_dir), ckpt, epochs=epochs, device=device, data_dir=data_dir,
                        progress=progress, echo=echo)
+
+
+def _target_epochs(config: TrainConfig, epochs: int | None, stages: int | None) -> int:
+    """The epochs a resumed run trains to: given, or those of `stages` (a config with a schedule checks them)."""
+    if stages is None:
+        return config.epochs if epochs is None else epochs
+    if config.lr_schedule == "constant":
+        raise VaelabError("--stages shortens or extends --lr-schedule iwae only; this run's schedule is constant "
+                          "(give --epochs)")
+    target = dataclasses.replace(config, epochs=None, stages=stages).epochs
+    if epochs is not None and epochs != target:
+        raise VaelabError(f"--epochs {epochs} does not match --stages {stages}, which is {target} epochs; "
+                          "give --stages alone")
+    return target
 
 
 def _resume(run_dir: Path, ckpt: Checkpoint, *, epochs: int, device: str | None, data_dir: str | None,
@@ -140,6 +176,8 @@ def _resume(run_dir: Path, ckpt: Checkpoint, *, epochs: int, device: str | None,
             f"(give --epochs {done + 1} or more)"
         )
     changes: dict[str, Any] = {"epochs": epochs}
+    if ckpt.config.lr_schedule != "constant":  # the stages follow from the epochs, which must end one
+        changes["stages"] = None
     if device is not None:
         changes["device"] = device
     else:
@@ -202,10 +240,11 @@ def _start(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, echo: Ec
     check_fits(training_memory(config, image_shape, len(data.train)), device,
                f"training --model {config.model} with --latent-size {config.latent_size}, hidden layers "
                f"{', '.join(map(str, config.hidden_layers))} and --batch-size {config.batch_size}")
-    model = build_model(config, image_shape).to(device)
+    model = build_model(config, image_shape, data.pixel_mean).to(device)
     session = _Session(run_dir, config, data, model, build_optimizer(config, model, device),
                        make_generator(device, config.seed), Position(), [])
     if ckpt is None:
+        set_epoch_lr(session)
         session.save()  # epoch 0, the untrained model: the run directory is complete at once
         return session
     if tuple(ckpt.model_args["image_shape"]) != image_shape:
@@ -239,12 +278,15 @@ def _fit(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, *, progres
     echo(f"training {config.model} ({params:,} parameters, {describe_objective(config)}) on {s.data.train.device}: "
          f"{s.data.info['n_train']} images from {s.data.info['source']}{held_out}, {config.binarization} "
          f"binarization -> {run_dir}")
+    if config.schedule_note:
+        echo(config.schedule_note)
     echo(log_header(config))
     s.objective = build_objective(config)
     s.threads = ThreadTuner(s.data.train.device)
     with _stop_guard() as stop, _restoring(s.threads):
         while s.position.epoch < config.epochs:
             started = time.perf_counter()
+            set_epoch_lr(s)
             if not _train_epoch(s, stop, progress):
                 s.position.elapsed += time.perf_counter() - started
                 s.save()
@@ -299,7 +341,7 @@ def _epoch_metrics(s: _Session, started: float) -> dict[str, Any]:
     """The epoch's row of the log: per-image means in nats, and the test-set ELBO."""
     reg, loglike, *value = (s.sums / len(s.data.train)).tolist()
     row = {"epoch": s.position.epoch + 1, "reg": reg, "loglike": loglike, "lower_bound": reg + loglike,
-           "test_elbo": None, "test_loglike": None, "test_kl": None}
+           "test_elbo": None, "test_loglike": None, "test_kl": None, "lr": s.optimizer.param_groups[0]["lr"]}
     if value:  # the objective's own value, when it is not the article's ELBO
         row["objective"] = value[0]
     if s.config.test_every_epoch:

@@ -1,0 +1,72 @@
+"""Presets: TOML config files that reproduce a paper's cells, by name (`vaelab train --preset NAME`).
+
+A preset is `presets/<paper>/<group>/<cell>.toml`, its name the path without the
+suffix (`iwae/1-layer/iwae-k50`). Its top-level keys are TrainConfig fields; its
+`[paper]` table says which published cell it reproduces and the number printed
+there; its header comment lists every deviation from the paper or its code.
+
+    from vaelab.presets import load_preset
+    config = TrainConfig.from_dict(load_preset("iwae/1-layer/iwae-k50"))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from vaelab.config import tomllib
+from vaelab.errors import VaelabError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from importlib.resources.abc import Traversable
+
+SUFFIX = ".toml"
+
+
+@dataclass(frozen=True)
+class PaperCell:
+    """What a preset reproduces: the table cell, and its published test log-likelihood in nats."""
+
+    cell: str
+    test_log_likelihood: float
+
+
+def _files() -> dict[str, Traversable]:
+    """Every preset file by name, walking the package's folders."""
+    found: dict[str, Traversable] = {}
+
+    def walk(folder: Traversable, prefix: str) -> None:
+        for entry in folder.iterdir():
+            if entry.is_dir() and not entry.name.startswith(("_", ".")):
+                walk(entry, f"{prefix}{entry.name}/")
+            elif entry.name.endswith(SUFFIX):
+                found[prefix + entry.name.removesuffix(SUFFIX)] = entry
+
+    walk(resources.files(__name__), "")
+    return found
+
+
+def list_presets() -> list[str]:
+    """The names of every preset, sorted."""
+    return sorted(_files())
+
+
+def _read(name: str) -> dict[str, Any]:
+    files = _files()
+    if name not in files:
+        raise VaelabError(f"no preset {name!r}; known presets: {', '.join(sorted(files))} (see `vaelab presets`)")
+    return tomllib.loads(files[name].read_text(encoding="utf-8"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The TrainConfig fields of preset `name`, and `preset` naming it; a one-line error listing the known ones."""
+    values = _read(name)
+    values.pop("paper", None)
+    return {**values, "preset": name}
+
+
+def paper_cell(name: str) -> PaperCell:
+    """The published cell preset `name` reproduces."""
+    paper = _read(name)["paper"]
+    return PaperCell(cell=paper["cell"], test_log_likelihood=float(paper["test_log_likelihood"]))

@@ -1,0 +1,198 @@
+"""The judge: the Fréchet distance is exact, and the scores tell real images from shuffled labels and noise."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from vaelab.data import binarize_threshold, load_split
+from vaelab.errors import VaelabError
+from vaelab.judge import (
+    JudgeArgs,
+    accuracy,
+    classify,
+    feature_statistics,
+    frechet_distance,
+    load_judge,
+    per_class_accuracy,
+    save_judge,
+    shipped_path,
+    train_judge,
+)
+
+
+# --- the metric -------------------------------------------------------------------------
+def test_frechet_distance_of_a_set_with_itself_is_zero():
+    features = np.random.default_rng(0).normal(size=(500, 32)) @ np.random.default_rng(1).normal(size=(32, 32))
+    mu, cov = feature_statistics(features)
+    assert abs(frechet_distance(mu, cov, mu, cov)) < 1e-6
+
+
+def test_frechet_distance_of_diagonal_gaussians_is_the_closed_form():
+    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, -1.0, 2.0])
+    a, b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 0.25])
+    expected = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()  # 5 + (1 + 1 + 6.25)
+    assert frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_frechet_distance_of_general_gaussians_matches_sqrtm():
+    rng = np.random.default_rng(2)
+    m1, m2 = rng.normal(size=(6, 6)), rng.normal(size=(6, 6))
+    cov1, cov2 = m1 @ m1.T, m2 @ m2.T  # not commuting: the square root of the product is not the product of roots
+    mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
+    expected = ((mu1 - mu2) ** 2).sum() + np.trace(cov1 + cov2 - 2 * scipy.linalg.sqrtm(cov1 @ cov2).real)
+    assert frechet_distance(mu1, cov1, mu2, cov2) == pytest.approx(expected, rel=1e-9)
+
+
+def test_frechet_distance_refuses_mismatched_shapes():
+    with pytest.raises(ValueError, match="shapes differ"):
+        frechet_distance(np.zeros(2), np.eye(2), np.zeros(3), np.eye(3))
+
+
+# --- a tiny judge, trained on a small MNIST slice ---------------------------------------
+@pytest.fixture(scope="module")
+def tiny_judge(small_mnist, tmp_path_factory):
+    judge = train_judge("folder", data_dir=str(small_mnist), epochs=4, batch_size=32, lr=3e-3, seed=0,
+                        args=JudgeArgs(channels=(8, 16), features=64), echo=lambda s: None)  # small: seconds
+    path = save_judge(judge, tmp_path_factory.mktemp("judge") / "tiny.safetensors")
+    return path, load_judge(path)
+
+
+def _scores(judge, x, labels, reference):
+    predicted, features = classify(judge.model, x)
+    return accuracy(predicted, labels), frechet_distance(*feature_statistics(features), *reference)
+
+
+def test_real_images_score_like_real_ones_and_fakes_do_not(tiny_judge, small_mnist):
+    _, judge = tiny_judge
+    test, train = (load_split(s, small_mnist) for s in ("test", "train"))
+    x_test = binarize_threshold(test.images)
+    _, test_features = classify(judge.model, x_test)
+    reference = feature_statistics(test_features)
+    recorded = judge.info["test_accuracy"]
+    assert recorded > 0.7  # 1,000 images, 4 epochs: a judge, if a modest one
+    # Real training images, as if generated, with their true labels: accuracy near the judge's, FID = the floor.
+    x_real = binarize_threshold(train.images[:500])
+    real_acc, floor = _scores(judge, x_real, train.labels[:500], reference)
+    assert real_acc >= recorded - 0.05
+    assert _scores(judge, x_test, test.labels, reference) == (pytest.approx(recorded), pytest.approx(0, abs=1e-6))
+    # The same images with shuffled labels: near chance (10 classes).
+    shuffled = train.labels[:500][torch.randperm(500, generator=torch.Generator().manual_seed(0))]
+    assert accuracy(classify(judge.model, x_real)[0], shuffled) < 0.2
+    # Uniform noise: misclassified, and far from the test images.
+    noise = (torch.rand(500, 784, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    noise_acc, noise_fid = _scores(judge, noise, train.labels[:500], reference)
+    assert noise_acc < 0.2 and noise_fid > 10 * floor + 1
+
+
+def test_per_class_accuracy():
+    predicted, labels = torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2])
+    assert per_class_accuracy(predicted, labels) == {"0": 1.0, "1": 1.0, "2": 0.5}
+
+
+def test_a_judge_file_round_trips(tiny_judge, small_mnist):
+    path, judge = tiny_judge
+    again = load_judge(path)
+    x = binarize_threshold(load_split("test", small_mnist).images[:50])
+    assert torch.equal(classify(judge.model, x)[1], classify(again.model, x)[1])
+    assert again.info["dataset"] == "folder" and set(again.info["data_sha256"]) == {
+        "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}
+    assert len(again.sha256) == 64
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "metadata"])
+def test_a_damaged_judge_file_is_one_line(tiny_judge, tmp_path, damage):
+    path, _ = tiny_judge
+    raw = bytearray(path.read_bytes())
+    if damage == "truncate":
+        raw = raw[: len(raw) // 2]
+    elif damage == "flip":
+        raw[-100] ^= 0xFF  # a weight's byte: the checksum no longer matches
+    elif damage == "garbage":
+        raw = bytearray(b"not a judge at all")
+    else:
+        raw = raw.replace(b'"format":"vaelab-judge/1"', b'"format":"vaelab-judge/9"')
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(VaelabError) as info:
+        load_judge(bad)
+    message = str(info.value)
+    assert message.startswith(f"judge file {bad} is damaged") and "\n" not in message and len(message) < 400
+
+
+def test_a_missing_judge_file_says_how_to_make_one(tmp_path):
+    with pytest.raises(VaelabError, match="does not exist; train one with `vaelab judge train"):
+        load_judge(tmp_path / "none.safetensors")
+
+
+# --- the shipped judges -----------------------------------------------------------------
+def test_the_shipped_mnist_judge_is_accurate_as_recorded_and_measured():
+    path = shipped_path("mnist")
+    assert path is not None and path.stat().st_size < 2_000_000
+    judge = load_judge(path, name="mnist")
+    assert judge.info["test_accuracy"] >= 0.990 and judge.info["command"].startswith("vaelab judge train")
+    test = load_split("test")
+    measured = accuracy(classify(judge.model, binarize_threshold(test.images))[0], test.labels)
+    assert measured >= 0.990 and measured == pytest.approx(judge.info["test_accuracy"], abs=0.002)
+    assert shipped_path("kmnist") is None and shipped_path("folder") is None
+
+
+# --- in vaelab eval ---------------------------------------------------------------------
+def test_eval_json_gains_the_judge_and_old_files_still_read(trained_run, tiny_judge, tmp_path, capsys):
+    from vaelab.checkpoint import load_run
+    from vaelab.cli import main
+    from vaelab.evaluate import evaluate_run, read_eval
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    result = evaluate_run(run, iw_k=0, judge=tiny_judge[0], judge_per_class=50)
+    judged = result.judge
+    assert judged["n_generated"] == 500 and set(judged["per_class"]) == {str(d) for d in range(10)}
+    assert 0 <= judged["class_accuracy"] <= 1 and judged["fid"] > 0 and judged["fid_floor"] > 0
+    assert judged["sha256"] == tiny_judge[1].sha256
+    saved = json.loads((run / "eval.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert saved["judge"] == judged and read_eval(load_run(run)).judge == judged
+    from vaelab.report import _render  # the report's scores area shows them, with what they mean
+
+    page = _render(load_run(run), result, [])
+    assert f"{100 * judged['class_accuracy']:.1f}%" in page and f"floor test vs train {judged['fid_floor']:.1f}" in page
+    assert "The judge, an independent classifier" in page
+    # --no-judge keeps the earlier judge's scores of the same weights in eval.json.
+    evaluate_run(run, iw_k=0, judge=False)
+    assert json.loads((run / "eval.json").read_text())["judge"] == judged
+    # eval.json from before the judge: no field at all.
+    del saved["judge"]
+    (run / "eval.json").write_text(json.dumps(saved))
+    assert read_eval(load_run(run), strict=True).judge is None
+    # A folder run has no shipped judge: eval says so in one line.
+    assert main(["eval", str(run), "--iw-k", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "  judge: none shipped for folder; train one with `vaelab judge train --dataset folder" in out
+
+
+def test_a_judge_for_other_images_is_refused(trained_run, tmp_path):
+    from vaelab.evaluate import evaluate_run
+    from vaelab.judge import Judge, LoadedJudge
+
+    small = LoadedJudge(model=Judge(JudgeArgs(image_shape=(14, 14))), info={"test_accuracy": 0.5}, sha256="",
+                        name="small")
+    path = save_judge(small, tmp_path / "small.safetensors")
+    with pytest.raises(VaelabError, match=r"classifies 14 x 14 images into 10 classes, but .* 28 x 28"):
+        evaluate_run(trained_run, iw_k=0, judge=path, save=False)
+
+
+def test_judge_train_command(small_mnist, tmp_path, capsys):
+    from vaelab.cli import main
+
+    out = tmp_path / "judges" / "j.safetensors"
+    assert main(["judge", "train", "--data-dir", str(small_mnist), "--epochs", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "epoch  1" in printed and f"judge written to {out}: test accuracy" in printed
+    info = load_judge(out).info
+    assert info["command"] == (f"vaelab judge train --dataset folder --data-dir {small_mnist} --out {out} "
+                               "--epochs 1 --seed 0 --device auto")
