@@ -13,6 +13,7 @@ import hashlib
 import http.server
 import os
 import shutil
+import signal
 import socket
 import ssl
 import threading
@@ -533,6 +534,16 @@ def test_gzip_bomb_fails_in_bounded_memory(tmp_path, serve, gzip_bomb):
 
 # --- no partial files ---------------------------------------------------------------------
 def test_ctrl_c_mid_download_leaves_nothing(tmp_path, serve):
+    # Ctrl-C as Python answers it by default, whatever handler an earlier test left behind (interrupt_main
+    # does nothing where SIGINT is ignored, and a handler that only records it would not raise).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _interrupted_download(tmp_path, serve)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted_download(tmp_path, serve):
     url, requests = serve(handler=_InterruptingHandler)
     dest = copy_bundled(tmp_path / "dest", [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES])
     before = listing(dest)
