@@ -269,7 +269,7 @@ FORGERIES = {  # name: (edit, what the error says)
     "architecture unlike config": (_metadata_edit("model_args", lambda a: a.update(name="conv", channels=[32, 64])),
                                    "its model_args name 'conv' does not match its config's 'mlp'"),
     "unknown architecture": (_metadata_edit("model_args", _set("name", "transformer")),
-                             "its model_args name 'transformer' is not an architecture vaelab knows (mlp, conv)"),
+                             "its model_args name 'transformer' is not an architecture vaelab knows (mlp, conv, mlp2)"),
     "architecture not a string": (_metadata_edit("model_args", _set("name", {"mlp": 1})),
                                   "its model_args name {'mlp': 1} is not an architecture vaelab knows"),
     "huge images": (_metadata_edit("model_args", _set("image_shape", [2**30, 2**30])),

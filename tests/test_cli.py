@@ -92,7 +92,7 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(args, message, tmp_path, capsy
 
 def test_sizes_beyond_what_fits_are_refused_up_front(trained_run, capsys):
     assert main(["eval", str(trained_run), "--iw-k", "10000000"]) == 2
-    assert "--iw-k must be between 1 and 524,288 for a 8-dimensional latent" in capsys.readouterr().err
+    assert "--iw-k must be between 1 and 524,288 for 8 latent units" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["eval", str(trained_run), "--seed", str(2**63)])
     assert "must be an integer from 0 to 9223372036854775807" in capsys.readouterr().err

@@ -51,7 +51,7 @@ def test_a_bare_data_dir_means_any_folder_of_idx_files_and_a_named_dataset_stays
 
 
 @pytest.mark.parametrize(("fields", "message"), [
-    ({"model": "resnet"}, r"model \(--model\) must be one of mlp, conv"),
+    ({"model": "resnet"}, r"model \(--model\) must be one of mlp, conv, mlp2"),
     ({"samples": 0}, r"samples \(--samples\) must be at least 1"),
     ({"objective": "beta", "beta": -1.0}, r"beta \(--beta\) must be a finite number, 0 or more"),
     ({"beta": 4.0}, r"weights the KL only with --objective beta"),
@@ -354,3 +354,13 @@ def test_a_schedule_round_trips_with_its_resolved_epochs_and_stages(tmp_path):
         c.save(tmp_path / f"c{suffix}")
         assert TrainConfig.load(tmp_path / f"c{suffix}") == c
     assert c.to_dict()["epochs"] == 13 and c.to_dict()["stages"] == 3
+
+
+def test_unused_fields_are_those_the_run_never_reads():
+    article = TrainConfig()
+    assert article.unused_fields() == {"channels", "lower_latent_size", "upper_hidden_size", "beta", "stages",
+                                       "validation_split", "class_names", "preset"}
+    other = TrainConfig(model="conv", optimizer="rmsprop", objective="beta", beta=2.0, validation=10)
+    assert {"adam_beta1", "adam_beta2", "adam_eps"} <= other.unused_fields()
+    assert not {"channels", "beta", "validation_split"} & other.unused_fields()
+    assert not {"lower_latent_size", "upper_hidden_size"} & TrainConfig(model="mlp2").unused_fields()

@@ -249,13 +249,13 @@ def test_decode_and_encode_match_torch(tab, pages, payloads, trained_run, conv_r
     assert decode < 1e-4 and mu < 1e-4 and var < 1e-4
 
 
-@pytest.mark.parametrize("model", ["mlp", "conv"])
+@pytest.mark.parametrize("model", ["mlp", "conv", "mlp2"])
 def test_tanh_and_exp_variance_match_torch(tab, small_mnist, tmp_path, model):
     from vaelab.explorer.export import payload
 
-    conv = {"channels": (3, 5)} if model == "conv" else {}
+    extra = {"conv": {"channels": (3, 5)}, "mlp2": {"lower_latent_size": 9, "upper_hidden_size": (7, 5)}}
     run = untrained_run(small_mnist, tmp_path, model, latent_size=6, hidden_size=[20, 12], activation="tanh",
-                        variance="exp", **conv)
+                        variance="exp", **extra.get(model, {}))
     p = payload(run, n=20)
     page = tab.open(write_page(p, tmp_path))
     decode, mu, var = page_vs_torch(page, run.model, 6, test_images(p))

@@ -17,6 +17,8 @@ SMALL = {  # a small instance of each architecture, on 8 x 8 images
     "mlp": {"image_shape": [8, 8], "latent_size": 3, "hidden": [10, 7, 5], "activation": "tanh", "variance": "exp"},
     "conv": {"image_shape": [8, 8], "latent_size": 3, "hidden": [10], "activation": "relu", "variance": "softplus",
              "channels": [4, 6]},
+    "mlp2": {"image_shape": [8, 8], "latent_size": 3, "lower_latent_size": 6, "hidden": [10, 7],
+             "upper_hidden": [5], "activation": "tanh", "variance": "exp"},
 }
 
 
@@ -67,7 +69,8 @@ def test_args_for_a_config_are_the_models_own(name):
                          **({"channels": (3,)} if name == "conv" else {}))
     args = args_for(config, (8, 8))
     expected = {"image_shape": [8, 8], "latent_size": 5, "hidden": [12, 9], "activation": "tanh", "variance": "exp"}
-    assert args == (expected if name == "mlp" else {**expected, "channels": [3]})
+    more = {"mlp": {}, "conv": {"channels": [3]}, "mlp2": {"lower_latent_size": 10, "upper_hidden": [10, 10]}}
+    assert args == {**expected, **more[name]}
     assert build_model(name, args).args == args
     assert args_for(TrainConfig(model=name), (28, 28))["hidden"] == [96, 96]  # the article's: two of 2 x latent
 
@@ -183,7 +186,7 @@ def test_the_conv_model_refuses_images_it_cannot_halve_in_one_line(args, message
 GOOD = MLPVAE().args
 BAD_ARGS = {
     "unknown name": ("transformer", GOOD, "model args name 'transformer' is not an architecture vaelab knows "
-                                          "(mlp, conv)"),
+                                          "(mlp, conv, mlp2)"),
     "name not a string": (["mlp"], GOOD, "model args name ['mlp'] is not an architecture"),
     "not a table": ("mlp", [1, 2], "model args is not a table"),
     "missing": ("mlp", {k: v for k, v in GOOD.items() if k != "hidden"}, "model args has no hidden, which the mlp"),

@@ -21,6 +21,8 @@ from vaelab.training import build_model, resume, train
 
 CELLS = {"vae-k1": ("elbo", 1, -86.76), "vae-k5": ("elbo", 5, -86.47), "vae-k50": ("elbo", 50, -86.35),
          "iwae-k1": ("iwae", 1, -86.76), "iwae-k5": ("iwae", 5, -85.54), "iwae-k50": ("iwae", 50, -84.78)}
+TWO_LAYER_CELLS = {"vae-k1": -85.33, "vae-k5": -85.01, "vae-k50": -84.78, "iwae-k1": -85.33, "iwae-k5": -83.89,
+                   "iwae-k50": -82.90}
 # Their code's rates, experiments.py: 1e-4 * round(10 ** (1 - (i - 1) / 7.), 1) for checkpoints i = 1..8
 AUTHORS_LRS = [1e-3, 7.2e-4, 5.2e-4, 3.7e-4, 2.7e-4, 1.9e-4, 1.4e-4, 1e-4]
 
@@ -49,8 +51,8 @@ def test_stages_n_give_the_first_n_stages_epochs(stages):
     assert config.epochs == stage_epochs(stages) == sum(3**i for i in range(stages))
     assert TrainConfig(lr_schedule="iwae", epochs=config.epochs).stages == stages
     if stages < 8:
-        assert config.schedule_note == (f"Shortened schedule: stages 1\u2013{stages} of 8 "
-                                        f"({config.epochs:,} of 3,280 passes)")
+        which = "stage 1" if stages == 1 else f"stages 1\u2013{stages}"
+        assert config.schedule_note == f"Shortened schedule: {which} of 8 ({config.epochs:,} of 3,280 passes)"
 
 
 @pytest.mark.parametrize("fields, message", [
@@ -63,8 +65,9 @@ def test_stages_n_give_the_first_n_stages_epochs(stages):
     ({"adam_beta1": 1.0}, "adam_beta1 (--adam-beta1) must be at least 0 and below 1"),
     ({"adam_eps": 0.0}, "adam_eps (--adam-eps) must be a positive finite number"),
     ({"optimizer": "rmsprop", "adam_beta1": 0.99}, "sets Adam only (the optimizer is rmsprop)"),
-    ({"model": "conv", "init": "iwae"}, "init (--init) is defined for --model mlp only"),
-    ({"model": "conv", "output_bias": "data_mean"}, "output_bias (--output-bias) is defined for --model mlp only"),
+    ({"model": "conv", "init": "iwae"}, "init (--init) is defined for --model mlp and mlp2 only"),
+    ({"model": "conv", "output_bias": "data_mean"},
+     "output_bias (--output-bias) is defined for --model mlp and mlp2 only"),
     ({"validation_split": "end"}, "give --validation N too"),
 ])
 def test_inconsistent_schedules_and_settings_are_one_line_errors_naming_the_fix(fields, message):
@@ -72,15 +75,20 @@ def test_inconsistent_schedules_and_settings_are_one_line_errors_naming_the_fix(
         TrainConfig(**fields)
 
 
+@pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("cell", CELLS)
-def test_every_preset_is_the_papers_cell(cell):
-    name = f"iwae/1-layer/{cell}"
+def test_every_preset_is_the_papers_cell(cell, layers):
+    name = f"iwae/{layers}-layer/{cell}"
     assert name in list_presets()
     config = TrainConfig.from_dict(load_preset(name))
     objective, k, published = CELLS[cell]
     assert (config.objective, config.samples) == (objective, k)
-    assert paper_cell(name).test_log_likelihood == published
-    assert (config.model, config.latent_size, config.hidden_layers) == ("mlp", 50, (200, 200))  # 784-200-200-50
+    assert paper_cell(name).test_log_likelihood == (published if layers == 1 else TWO_LAYER_CELLS[cell])
+    if layers == 1:
+        assert (config.model, config.latent_size, config.hidden_layers) == ("mlp", 50, (200, 200))  # 784-200-200-50
+    else:  # experiments.py, --layers 2: latent [100, 50], hidden q [[200, 200], [100, 100]], p reversed
+        assert (config.model, config.latent_size, config.lower_latent, config.hidden_layers,
+                config.upper_hidden_layers) == ("mlp2", 50, 100, (200, 200), (100, 100))
     assert (config.activation, config.variance) == ("tanh", "exp")  # sigma = exp(linear), their Exponential layer
     assert (config.batch_size, config.binarization, config.dataset) == (20, "dynamic", "mnist")
     assert (config.validation, config.validation_split) == (400, "end")  # trained on the first 59,600

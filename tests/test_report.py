@@ -77,7 +77,9 @@ def test_report_embeds_every_figure_and_the_scores(trained_run, capsys, as_digit
     run = load_run(trained_run)
     assert (f"Figures drawn from the weights {run.weights_sha256[:12]} at step {run.step:,}; test scores of the "
             f"weights {run.weights_sha256[:12]} at step {run.step:,}") in page
-    assert "latent_size" in page and "binarization" in page
+    assert "<th>latent_size</th>" in page and "<th>binarization</th>" in page and "<th>adam_beta1</th>" in page
+    for unused in ("channels", "lower_latent_size", "beta", "stages", "preset"):  # an mlp's, the ELBO's: not shown
+        assert f"<th>{unused}</th>" not in page
     explorer = (trained_run / "explorer.html").read_text()
     data = re.search(r'<script type="application/json" id="vaelab-data">(.*?)</script>', explorer, re.S)
     assert json.loads(data.group(1))["run"]["weights_sha256"] == run.weights_sha256

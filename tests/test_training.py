@@ -204,11 +204,15 @@ def test_the_number_of_threads_never_changes_the_numbers(small_mnist, tmp_path, 
         for a, b in zip(load_run(tmp_path / "1").metrics, load_run(tmp_path / "2").metrics, strict=True))
 
 
-@pytest.mark.parametrize("objective, samples, beta, label", [
-    ("iwae", 5, 1.0, "IWAE K=5"), ("beta", 1, 4.0, "beta=4"), ("elbo", 3, 1.0, "ELBO K=3")])
-def test_each_objective_trains_logs_its_own_value_and_resumes_exactly(objective, samples, beta, label,
+TWO_LAYERS = {"model": "mlp2", "lower_latent_size": 12, "hidden_size": (32, 24), "upper_hidden_size": (16,)}
+
+
+@pytest.mark.parametrize("objective, samples, beta, label, model", [
+    ("iwae", 5, 1.0, "IWAE K=5", {}), ("beta", 1, 4.0, "beta=4", {}), ("elbo", 3, 1.0, "ELBO K=3", {}),
+    ("iwae", 5, 1.0, "IWAE K=5", TWO_LAYERS), ("elbo", 3, 1.0, "ELBO K=3", TWO_LAYERS)])
+def test_each_objective_trains_logs_its_own_value_and_resumes_exactly(objective, samples, beta, label, model,
                                                                        small_mnist, tmp_path, monkeypatch):
-    config = _config(small_mnist, epochs=2, objective=objective, samples=samples, beta=beta)
+    config = _config(small_mnist, epochs=2, objective=objective, samples=samples, beta=beta, **model)
     said = []
     train(config, tmp_path / "straight", echo=said.append)
     header = next(line for line in said if "lowerBound" in line)

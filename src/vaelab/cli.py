@@ -27,6 +27,9 @@ from vaelab.signals import deferred, raise_on_stop_signals, report
 RESUMABLE = {"epochs", "stages", "device", "data_dir"}  # what may change when a run is continued
 
 
+WIDTH_FIELDS = ("hidden_size", "upper_hidden_size")  # one width (two layers) or a list
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; unset flags leave the config file's value alone."""
     group = parser.add_argument_group("training config (defaults: the article's)")
@@ -39,8 +42,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             t for t in typing.get_args(hint) or (hint,) if t is not type(None))
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(kind) is tuple or f.name == "hidden_size":
-            kwargs["type"] = widths if f.name == "hidden_size" else (lambda text: _as_list(widths(text)))
+        elif typing.get_origin(kind) is tuple or f.name in WIDTH_FIELDS:
+            kwargs["type"] = widths if f.name in WIDTH_FIELDS else (lambda text: _as_list(widths(text)))
             kwargs["metavar"] = "N[,N...]"
         else:
             kwargs["type"] = kind  # int, float or str: argparse rejects '1e-3x' itself

@@ -31,7 +31,7 @@ OPTIMIZERS = ("adam", "rmsprop")
 BINARIZATIONS = ("threshold", "dynamic")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 OBJECTIVES = ("elbo", "beta", "iwae")  # vaelab.objectives.OBJECTIVES
-MODELS = ("mlp", "conv")  # vaelab.models.MODELS
+MODELS = ("mlp", "conv", "mlp2")  # vaelab.models.MODELS
 ACTIVATIONS = ("relu", "tanh")
 VARIANCES = ("softplus", "exp")
 DATASETS = ("mnist", "fashion-mnist", "kmnist", "folder")  # vaelab.catalog.NAMES
@@ -44,7 +44,8 @@ IWAE_STAGES = 8  # Burda et al. (2015), section 5: stages i = 0 ... 7 of 3^i pas
 MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds; JSON readers keep 63 bits exactly
 # Upper limits of the sizes a user can type. Whether a network of the sizes allowed
 # fits in memory is checked again when training starts (vaelab.training).
-LIMITS = {"latent_size": 10_000, "hidden_size": 100_000, "epochs": 1_000_000, "batch_size": 1_000_000,
+LIMITS = {"latent_size": 10_000, "lower_latent_size": 10_000, "hidden_size": 100_000, "upper_hidden_size": 100_000,
+          "epochs": 1_000_000, "batch_size": 1_000_000,
           "samples": 5_000, "channels": 4_096, "validation": 10_000_000}
 MAX_LAYERS = 16  # hidden layers, or convolutions, a model may have
 
@@ -59,13 +60,21 @@ class TrainConfig:
 
     model: str = _option(
         "mlp",
-        "mlp: the article's perceptrons; conv: two stride-2 convolutions each way, then the hidden layers",
+        "mlp: the article's perceptrons; conv: two stride-2 convolutions each way, then the hidden layers; "
+        "mlp2: two stochastic layers, x <-> h1 <-> z, perceptrons between them (Burda et al. 2015)",
         MODELS,
     )
     latent_size: int = _option(48, "dimension of the latent code z")
     hidden_size: int | tuple[int, ...] | None = _option(
         None, "hidden layers: one width for two layers like the article's, or a list such as 512,256 "
         "(conv: the dense layers after the convolutions); unset means two layers of 2 x latent size"
+    )
+    lower_latent_size: int | None = _option(
+        None, "mlp2 only: units of the lower stochastic layer h1 (between x and z); unset: 2 x latent size"
+    )
+    upper_hidden_size: int | tuple[int, ...] | None = _option(
+        None, "mlp2 only: hidden layers between h1 and z (each way), one width for two layers or a list; unset: "
+        "two layers of the lower latent size"
     )
     activation: str = _option("relu", "the nonlinearity between layers (the article's relu, or tanh)",
                               ACTIVATIONS)
@@ -167,12 +176,29 @@ class TrainConfig:
         """Whether training logs the objective's own value besides the ELBO (all but the article's)."""
         return not (self.objective == "elbo" and self.samples == 1)
 
+    def unused_fields(self) -> set[str]:
+        """The fields that change nothing in this run (e.g. channels of an mlp), which a report need not show."""
+        unused = {name for name, applies in (
+            ("channels", self.model == "conv"),
+            ("lower_latent_size", self.model == "mlp2"),
+            ("upper_hidden_size", self.model == "mlp2"),
+            ("adam_beta1", self.optimizer == "adam"),
+            ("adam_beta2", self.optimizer == "adam"),
+            ("adam_eps", self.optimizer == "adam"),
+            ("beta", self.objective == "beta"),
+            ("stages", self.lr_schedule != "constant"),
+            ("validation_split", self.validation > 0),
+            ("class_names", self.dataset == "folder"),
+        ) if not applies}
+        return unused | ({"preset"} if self.preset is None else set())
+
     @property
     def schedule_note(self) -> str | None:
         """The sentence every report states for a shortened schedule; None for the full one or a constant lr."""
         if self.lr_schedule == "constant" or self.stages == IWAE_STAGES:
             return None
-        return (f"Shortened schedule: stages 1\u2013{self.stages} of {IWAE_STAGES} ({self.epochs:,} of "
+        stages = "stage 1" if self.stages == 1 else f"stages 1\u2013{self.stages}"
+        return (f"Shortened schedule: {stages} of {IWAE_STAGES} ({self.epochs:,} of "
                 f"{stage_epochs(IWAE_STAGES):,} passes)")
 
     def lr_at(self, epoch: int) -> float:
@@ -192,6 +218,20 @@ class TrainConfig:
         if isinstance(self.hidden_size, int):
             return (self.hidden_size,) * 2
         return self.hidden_size
+
+    @property
+    def lower_latent(self) -> int:
+        """mlp2: units of h1, the lower stochastic layer."""
+        return self.lower_latent_size if self.lower_latent_size is not None else 2 * self.latent_size
+
+    @property
+    def upper_hidden_layers(self) -> tuple[int, ...]:
+        """mlp2: the widths of the hidden layers between h1 and z."""
+        if self.upper_hidden_size is None:
+            return (self.lower_latent,) * 2
+        if isinstance(self.upper_hidden_size, int):
+            return (self.upper_hidden_size,) * 2
+        return self.upper_hidden_size
 
     # --- round trips -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -333,9 +373,15 @@ def _check_values(c: TrainConfig) -> None:
     for name in ("latent_size", "epochs", "batch_size"):
         if getattr(c, name) < 1:
             fail(name, "must be at least 1")
-    if isinstance(c.hidden_size, int) and c.hidden_size < 1:
-        fail("hidden_size", "must be at least 1 (or unset for 2 x latent size)")
-    for name in ("hidden_size", "channels"):
+    for name in ("hidden_size", "upper_hidden_size"):
+        if isinstance(getattr(c, name), int) and getattr(c, name) < 1:
+            fail(name, "must be at least 1 (or unset for its default)")
+    if c.lower_latent_size is not None and c.lower_latent_size < 1:
+        fail("lower_latent_size", "must be at least 1 (or unset for 2 x latent size)")
+    for name in ("lower_latent_size", "upper_hidden_size"):
+        if getattr(c, name) is not None and c.model != "mlp2":
+            fail(name, f"sets the upper layers of --model mlp2 only (the model is {c.model})")
+    for name in ("hidden_size", "upper_hidden_size", "channels"):
         widths = getattr(c, name)
         if isinstance(widths, tuple) and (len(widths) > MAX_LAYERS or any(w < 1 for w in widths)):
             fail(name, f"must list at most {MAX_LAYERS} widths, each at least 1")
@@ -370,9 +416,9 @@ def _check_values(c: TrainConfig) -> None:
         for name, default in (("adam_beta1", 0.9), ("adam_beta2", 0.999), ("adam_eps", 1e-8)):
             if getattr(c, name) != default:
                 fail(name, f"sets Adam only (the optimizer is {c.optimizer}); leave it unset or use --optimizer adam")
-    if c.model != "mlp" and (c.init != "pytorch" or c.output_bias != "init"):
+    if c.model == "conv" and (c.init != "pytorch" or c.output_bias != "init"):
         name = "init" if c.init != "pytorch" else "output_bias"
-        fail(name, f"is defined for --model mlp only (the model is {c.model}); leave it unset")
+        fail(name, f"is defined for --model mlp and mlp2 only (the model is {c.model}); leave it unset")
     if c.validation_split != "random" and c.validation == 0:
         fail("validation_split", "chooses the images --validation holds out; give --validation N too")
     if not 0 <= c.seed <= MAX_SEED:

@@ -187,11 +187,17 @@ def iw_log_likelihood(
     """
     if k < 1:
         raise VaelabError(f"--iw-k must be at least 1, got {k}")
-    latent = model.latent_size
-    batch_size = max(1, min(batch_size, MAX_NOISE // (k * latent)))
+    batch_size = max(1, min(batch_size, MAX_NOISE // (k * model.noise_size)))
     out = []
     for s in tqdm(list(_batches(len(x), batch_size)), desc=f"IW K={k}", disable=not progress, leave=False):
         xb = x[s]  # (B, D)
+        if model.hierarchical:  # several stochastic layers: all their noise drawn at once, scored in chunks
+            noise = model.noise(k, xb.shape[0], generator, xb.device, xb.dtype)
+            chunk = max(1, MAX_BLOCK // (xb.shape[0] * xb.shape[1]))
+            chunks = zip(*(n.split(chunk) for n in noise), strict=True)  # (h1's, z's) noise, chunk by chunk
+            parts = [model.log_weights(xb, len(e[0]), None, e)[0] for e in chunks]
+            out.append(importance_weighted_log_likelihood(torch.cat(parts)))
+            continue
         mu, var = model.encode(xb)  # (B, L)
         noise = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
         chunk = max(1, MAX_BLOCK // (xb.shape[0] * xb.shape[1]))
@@ -281,7 +287,7 @@ def evaluate_run(
     """
     check_iw_k(iw_k)
     run = load_run(path)
-    check_iw_k(iw_k, run.model.latent_size)
+    check_iw_k(iw_k, run.model.noise_size)
     judged = find_judge(run, judge)
     codes = explore.encode_subset(run, n=JUDGE_STATS, seed=seed, data_dir=data_dir) if judged else None
     dev = resolve_device(device)
@@ -374,11 +380,12 @@ def judge_run(run: Run, judged: LoadedJudge, stats: ClassStats, test: Split, *,
     }
 
 
-def check_iw_k(iw_k: int, latent_size: int | None = None) -> None:
-    """Refuse a negative K, or (given the latent size) one whose noise block would not fit in memory."""
-    limit = None if latent_size is None else MAX_NOISE // latent_size
+def check_iw_k(iw_k: int, noise_size: int | None = None) -> None:
+    """Refuse a negative K, or (given the noise one draw takes, `VAEModel.noise_size`) one whose noise block
+    would not fit in memory."""
+    limit = None if noise_size is None else MAX_NOISE // noise_size
     if iw_k < 0 or (limit is not None and iw_k > limit):
-        where = "" if limit is None else f" and {limit:,} for a {latent_size}-dimensional latent"
+        where = "" if limit is None else f" and {limit:,} for {noise_size} latent units"
         raise VaelabError(f"--iw-k must be between 1{where} (or 0 to skip the IW estimate), got {iw_k}")
 
 

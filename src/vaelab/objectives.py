@@ -105,7 +105,14 @@ def elbo(model: Autoencoder, x: torch.Tensor, generator: torch.Generator | None 
     With `samples` K > 1 the reconstruction term is the mean over K draws of z (K
     single-sample bounds averaged); with `beta` the KL is weighted by beta
     (Higgins et al. 2017, eq. 4), which is a bound on log p(x) only for beta >= 1.
+    A model with several stochastic layers (`hierarchical`) has no closed-form KL:
+    its K sampled log-weights are averaged (the VAE of Burda et al.'s code).
     """
+    if getattr(model, "hierarchical", False):  # no closed-form KL: average sampled weights, as Burda et al.
+        log_w, loglike = model.log_weights(x, samples, generator)
+        kl = (loglike - log_w).mean(0)
+        loglike = loglike.mean(0)
+        return Terms(loglike - kl if beta == 1.0 else loglike - beta * kl, loglike, kl)
     mu, var, _, loglike = _sample(model, x, generator, samples)
     if samples > 1:
         loglike = loglike.mean(0)
@@ -121,6 +128,9 @@ def iwae(model: Autoencoder, x: torch.Tensor, generator: torch.Generator | None 
     log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x); value = logsumexp_k log w_k - log K.
     The ELBO's terms come from the same samples. K = 1 is the ELBO with a sampled KL.
     """
+    if getattr(model, "hierarchical", False):  # several stochastic layers: the model gives its weights
+        log_w, loglike = model.log_weights(x, samples, generator)
+        return Terms(importance_weighted_log_likelihood(log_w), loglike.mean(0), (loglike - log_w).mean(0))
     mu, var, z, loglike = _sample(model, x, generator, samples)
     if samples == 1:
         z, loglike = z[None], loglike[None]

@@ -65,7 +65,7 @@ def write_report(run_path: str | Path, *, seed: int = 0, n_stats: int = 10000, s
         raise VaelabError(f"unknown --style {style!r}; use mean or binary")
     run = load_run(run_path)
     latent.require_embedding(embed_method)
-    check_iw_k(iw_k, run.model.latent_size)
+    check_iw_k(iw_k, run.model.noise_size)
     scores = current_scores(run, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress, echo=echo)
     codes = {("train", n_stats): explore.encode_subset(run, n=n_stats, seed=seed, data_dir=data_dir)}
     train = codes["train", n_stats]
@@ -186,9 +186,14 @@ def _render(run: Run, scores: EvalResult, figures: list[Figure], notes: Sequence
     provenance = (f"Figures drawn from the weights {run.weights_sha256[:12]} at step {run.step:,}; test scores "
                   f"of the weights {scores.weights_sha256[:12]} at step {scores.step:,}, on "
                   f"{scores.n_images:,} test images.")
-    shown = {**run.config.to_dict(), **{k: v for k, v in run.data.items() if k not in ("sha256", "binarization")}}
+    unused = run.config.unused_fields()  # e.g. an mlp's channels: shown, they would mislead
+    shown = {k: v for k, v in run.config.to_dict().items() if k not in unused}
+    shown.update({k: v for k, v in run.data.items() if k not in ("sha256", "binarization")})
     widths = ", ".join(str(w) for w in run.config.hidden_layers)  # one per hidden layer
     shown["hidden_size"] = widths + (" (2 × latent)" if run.config.hidden_size is None else "")
+    if run.config.model == "mlp2":
+        shown["lower_latent_size"] = run.config.lower_latent
+        shown["upper_hidden_size"] = ", ".join(str(w) for w in run.config.upper_hidden_layers)
     shown["data_dir"] = display(run.config.data_dir) if run.config.data_dir else "bundled"
     if isinstance(shown.get("classes"), dict):  # as recorded: {"names": [...], "word": ...}
         shown["classes"] = ", ".join(explore.classes_of(run).names)

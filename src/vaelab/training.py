@@ -402,6 +402,8 @@ def training_memory(config: TrainConfig, image_shape: tuple[int, ...], n_train: 
     maps = 0
     if config.model == "conv":  # feature maps of side H/2, H/4, …
         maps = sum(c * (image_shape[0] // 2 ** (i + 1)) ** 2 for i, c in enumerate(config.channels))
+    if config.model == "mlp2":  # the upper perceptrons, both ways, and h1's mean, variance and samples
+        maps = sum(config.upper_hidden_layers) + 3 * config.lower_latent
     per_image = (2 * (sum(config.hidden_layers) + maps) + 6 * config.latent_size + 4 * data_size) * config.samples
     batch = max(min(config.batch_size, n_train), 2000)
     return 4 * (4 * params + 3 * batch * per_image)

@@ -20,14 +20,15 @@ from vaelab.config import MAX_LAYERS
 from vaelab.models.base import ACTIVATIONS, VARIANCES, VAEModel
 from vaelab.models.conv import ConvVAE
 from vaelab.models.mlp import MLPVAE
+from vaelab.models.mlp2 import TwoLayerVAE
 
 if TYPE_CHECKING:  # pragma: no cover
     from vaelab.config import TrainConfig
 
-__all__ = ["MODELS", "ConvVAE", "MLPVAE", "VAEModel", "arg_names", "args_for", "build_model", "check_args",
-           "named_args", "rebuild"]
+__all__ = ["MODELS", "ConvVAE", "MLPVAE", "TwoLayerVAE", "VAEModel", "arg_names", "args_for", "build_model",
+           "check_args", "named_args", "rebuild"]
 
-MODELS: dict[str, type[VAEModel]] = {"mlp": MLPVAE, "conv": ConvVAE}  # vaelab.config.MODELS
+MODELS: dict[str, type[VAEModel]] = {"mlp": MLPVAE, "conv": ConvVAE, "mlp2": TwoLayerVAE}  # vaelab.config.MODELS
 MAX_SIZE = 2**31 - 1  # any width or side beyond this is a forgery, not a model
 
 
@@ -43,7 +44,9 @@ def _sizes(low: int, high: int) -> Callable[[Any], bool]:
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "image_shape": (_sizes(2, 2), "not a [height, width] of positive integers"),
     "latent_size": (_is_size, "not a positive integer"),
+    "lower_latent_size": (_is_size, "not a positive integer"),
     "hidden": (_sizes(0, MAX_LAYERS), f"not a list of at most {MAX_LAYERS} positive widths"),
+    "upper_hidden": (_sizes(0, MAX_LAYERS), f"not a list of at most {MAX_LAYERS} positive widths"),
     "activation": (lambda v: isinstance(v, str) and v in ACTIVATIONS, f"not one of {', '.join(ACTIVATIONS)}"),
     "variance": (lambda v: isinstance(v, str) and v in VARIANCES, f"not one of {', '.join(VARIANCES)}"),
     "channels": (_sizes(1, 4), "not a list of 1 to 4 positive widths"),
@@ -104,6 +107,7 @@ def rebuild(named: dict[str, Any]) -> VAEModel:
 def args_for(config: TrainConfig, image_shape: Sequence[int]) -> dict[str, Any]:
     """The constructor arguments of `config.model` for images of `image_shape` (H, W), from the config's fields."""
     values = {"image_shape": list(image_shape), "latent_size": config.latent_size,
+              "lower_latent_size": config.lower_latent, "upper_hidden": list(config.upper_hidden_layers),
               "hidden": list(config.hidden_layers), "activation": config.activation, "variance": config.variance,
               "channels": list(config.channels)}
     return {key: values[key] for key in arg_names(config.model)}

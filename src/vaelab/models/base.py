@@ -55,12 +55,18 @@ class VAEModel(nn.Module, metaclass=ABCMeta):
     """
 
     name: ClassVar[str]
+    hierarchical: ClassVar[bool] = False  # True: several stochastic layers, scored by `log_weights` (mlp2)
 
     def __init__(self, *, image_shape: tuple[int, int] | list[int], latent_size: int):
         super().__init__()
         height, width = image_shape
         self.image_shape: tuple[int, int] = (height, width)
         self.latent_size = latent_size
+
+    @property
+    def noise_size(self) -> int:
+        """Standard normal numbers one draw of the latent variables takes (L; every stochastic layer's for mlp2)."""
+        return self.latent_size
 
     @property
     def data_size(self) -> int:

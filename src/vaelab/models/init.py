@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from vaelab.models.base import VAEModel
+from vaelab.models.mlp import Decoder, Encoder
 
 AUTHORS_SEED = 123  # nnet.Linear.random(n_in, n_out, factor=1., seed=123)
 BIAS_CLIP = (0.001, 0.999)  # datasets.get_train_bias_np
@@ -37,12 +38,21 @@ def authors_weights(n_in: int, n_out: int) -> torch.Tensor:
 
 
 def _blocks(model: VAEModel) -> list[tuple[nn.Linear, list[tuple[int, int]]]]:
-    """Each linear layer with its row blocks: the encoder's last layer is two (mean, log sigma), others one."""
-    layers = [(m, [(0, m.out_features)]) for m in (*model.encoder.children(), *model.decoder.children())
-              if isinstance(m, nn.Linear)]
-    last_encoder = getattr(model.encoder, f"layer{model.encoder.n_layers}")
-    latent = model.latent_size
-    return [(m, [(0, latent), (latent, 2 * latent)] if m is last_encoder else rows) for m, rows in layers]
+    """Each linear layer with its row blocks: a Gaussian's last layer is two (mean, log sigma), others one.
+
+    The Gaussians are every `Encoder` the model holds: q(z | x) for the mlp; q(h1 | x), q(z | h1) and
+    p(h1 | z) for the two-layer mlp2. Layers come in the order the model registered them.
+    """
+    out = []
+    for module in model.modules():
+        if not isinstance(module, Encoder | Decoder):
+            continue
+        last = getattr(module, f"layer{module.n_layers}") if isinstance(module, Encoder) else None
+        for m in module.children():
+            if isinstance(m, nn.Linear):
+                half = m.out_features // 2
+                out.append((m, [(0, half), (half, m.out_features)] if m is last else [(0, m.out_features)]))
+    return out
 
 
 @torch.no_grad()

@@ -140,13 +140,21 @@
     const L = args.latent_size, D = imageShape[0] * imageShape[1], side = imageShape[0];
     const encDense = layers("encoder.layer"), decDense = layers("decoder.layer");
     const convs = layers("encoder.conv"), deconvs = layers("decoder.deconv");
+    // mlp2 (two stochastic layers): x -> h1 -> z and back, through h1's means (vaelab.models.mlp2)
+    const upEnc = layers("upper_encoder.layer"), upDec = layers("upper_decoder.layer");
+    const L1 = args.lower_latent_size;
     const positive = args.variance === "exp" ? (p) => Math.exp(2 * p) : softplus;
+    const dense = (ls, h) => {
+      ls.forEach((l, i) => { h = linear(l, h); if (i < ls.length - 1) applyAct(h); });
+      return h;
+    };
 
     function encode(pixels) {
       let h = Float64Array.from(pixels);
       let s = side;
       for (const c of convs) { h = applyAct(conv2d(c, h, s)); s >>= 1; }  // flattened (C, s, s) in C order
-      encDense.forEach((l, i) => { h = linear(l, h); if (i < encDense.length - 1) applyAct(h); });
+      h = dense(encDense, h);
+      if (upEnc.length) h = dense(upEnc, h.slice(0, L1));  // q(z | h1) at h1's mean
       const mu = new Float32Array(L), variance = new Float32Array(L);
       for (let j = 0; j < L; j++) { mu[j] = h[j]; variance[j] = positive(h[L + j]); }
       return { mu, var: variance };
@@ -154,6 +162,7 @@
 
     function logits(z) {
       let h = Float64Array.from(z);
+      if (upDec.length) h = dense(upDec, h).slice(0, L1);  // the mean of p(h1 | z)
       const conv = deconvs.length > 0;
       decDense.forEach((l, i) => { h = linear(l, h); if (conv || i < decDense.length - 1) applyAct(h); });
       let s = side >> deconvs.length;
