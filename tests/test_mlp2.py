@@ -138,3 +138,38 @@ def test_config_fields_of_the_upper_layers():
         TrainConfig(lower_latent_size=7)
     with pytest.raises(VaelabError, match=r"upper_hidden_size \(--upper-hidden-size\) must be at least 1"):
         TrainConfig(model="mlp2", upper_hidden_size=0)
+
+
+def test_active_units_are_counted_per_layer_as_their_code_counts(model, x):
+    from vaelab.latent import active_units
+
+    generator = torch.Generator().manual_seed(9)
+    lower, upper = model.layer_means(x, generator)
+    mu1, var1 = model.encoder(x)
+    h1 = mu1 + var1.sqrt() * torch.randn(mu1.shape, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(lower, mu1)
+    torch.testing.assert_close(upper, model.upper_encoder(h1)[0])  # z's means given one sample of h1
+    result = evaluate.evaluate_model(model, x, iw_k=3, seed=9)
+    assert result.active_units_by_layer == [int(active_units(m).sum()) for m in model.layer_means(
+        x, _after_scores(model, x, 9))]
+    assert model.layer_sizes == (4, 3)
+    again = evaluate.EvalResult.from_dict(result.to_dict())
+    assert again.active_units_by_layer == result.active_units_by_layer
+    for bad in ([1.5, 2], "3", [-1, 2], [True, 1]):
+        with pytest.raises(ValueError, match="active_units_by_layer must be null or a list of non-negative"):
+            evaluate.EvalResult.from_dict({**result.to_dict(), "active_units_by_layer": bad})
+
+
+def _after_scores(model, x, seed):
+    """The eval generator as it stands after the ELBO and IW draws, which come first (their numbers unchanged)."""
+    generator = torch.Generator().manual_seed(seed)
+    evaluate.elbo_terms(model, x, generator=generator)
+    evaluate.iw_log_likelihood(model, x, k=3, generator=generator)
+    return generator
+
+
+def test_a_one_layer_models_scores_have_no_layers(x):
+    mlp = build_model("mlp", {"image_shape": [6, 5], "latent_size": 3, "hidden": [8], "activation": "relu",
+                              "variance": "softplus"})
+    assert evaluate.evaluate_model(mlp, x, iw_k=2).active_units_by_layer is None
+    assert mlp.layer_sizes == (3,) and mlp.noise_size == 3

@@ -258,6 +258,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"  active units           {r.active_units} of {len(r.kl_per_dimension)}"
           "   (Var[mu] > 0.01, Burda et al. 2015)")
     run = load_run(args.run)
+    if r.active_units_by_layer is not None and len(r.active_units_by_layer) == len(run.model.layer_sizes):
+        counts = zip(r.active_units_by_layer, run.model.layer_sizes, strict=True)
+        print("  active units by layer  " + ", ".join(f"{n} of {size}" for n, size in counts)
+              + "   (lowest first, the layers below sampled)")
     print(f"  {judge_line(r.judge, run.config.dataset, skipped=args.no_judge)}")
     saved = read_eval(run)
     kept = "" if saved is None or saved.iw_k == r.iw_k else (

@@ -57,6 +57,9 @@ JUDGE_STATS = 10000  # training images behind the class statistics of generation
 JUDGE_PER_CLASS = 1000  # generated images per class: 10,000 for 10 classes, as many as the test images
 
 
+OPTIONAL_FIELDS = {"judge", "active_units_by_layer"}  # absent from eval.json files written before them
+
+
 @dataclass(frozen=True)
 class EvalResult:
     """Test-set scores of one run, per image, in nats."""
@@ -81,6 +84,9 @@ class EvalResult:
     iw_seed: int | None = None  # seed of the IW estimate (kept from an earlier eval if its K was larger)
     # The judge's scores of generated images (JUDGE_KEYS), or None: no judge for the dataset, or --no-judge.
     judge: dict[str, Any] | None = None
+    # Several stochastic layers (mlp2): each layer's active units, lowest first, counted as Burda et al.'s code
+    # does (the variance over images of each unit's posterior mean, the layers below sampled); else None.
+    active_units_by_layer: list[int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,7 +96,7 @@ class EvalResult:
         """Rebuild a result from eval.json, refusing anything that is not one (ValueError)."""
         if not isinstance(values, dict):
             raise ValueError(f"expected a JSON object, found {type(values).__name__}")
-        missing = {f.name for f in fields(cls)} - set(values) - {"judge"}  # eval.json before the judge lacks it
+        missing = {f.name for f in fields(cls)} - set(values) - OPTIONAL_FIELDS
         extra = set(values) - {f.name for f in fields(cls)}
         if missing or extra:
             raise ValueError(f"fields {sorted(missing)} missing and {sorted(extra)} unexpected")
@@ -128,6 +134,11 @@ def _check_result_types(r: EvalResult) -> None:
         raise ValueError("data_sha256 must map file names to digests")
     if r.judge is not None:
         _check_judge(r.judge)
+    if r.active_units_by_layer is not None and not (
+        isinstance(r.active_units_by_layer, list)
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in r.active_units_by_layer)
+    ):
+        raise ValueError("active_units_by_layer must be null or a list of non-negative integers")
 
 
 JUDGE_KEYS = {
@@ -257,6 +268,8 @@ def evaluate_model(
         active_units=int(active_units(mu).sum()),
         kl_per_dimension=kl_per_dimension(mu, var).cpu().double().tolist(),
         iw_seed=seed if iw_k else None,
+        active_units_by_layer=[int(active_units(m).sum()) for m in model.layer_means(x, generator)]
+        if model.hierarchical else None,
     )
 
 

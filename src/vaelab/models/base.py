@@ -64,6 +64,11 @@ class VAEModel(nn.Module, metaclass=ABCMeta):
         self.latent_size = latent_size
 
     @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        """Units of each stochastic layer, lowest first: (L,), or (L1, L) for mlp2."""
+        return (self.latent_size,)
+
+    @property
     def noise_size(self) -> int:
         """Standard normal numbers one draw of the latent variables takes (L; every stochastic layer's for mlp2)."""
         return self.latent_size

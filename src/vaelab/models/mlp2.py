@@ -61,8 +61,12 @@ class TwoLayerVAE(VAEModel):
                 "upper_hidden": list(self.upper_hidden), "activation": self.activation, "variance": self.variance}
 
     @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        return (self.lower_latent_size, self.latent_size)
+
+    @property
     def noise_size(self) -> int:
-        return self.lower_latent_size + self.latent_size
+        return sum(self.layer_sizes)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | h1) at h1 = the mean of q(h1 | x): the top code's mean and variance, (B, L) each."""
@@ -73,6 +77,20 @@ class TwoLayerVAE(VAEModel):
         """Bernoulli logits (..., D) at h1 = the mean of p(h1 | z)."""
         mu1, _ = self.upper_decoder(z)
         return self.decoder(mu1)
+
+    @torch.no_grad()
+    def layer_means(self, x: torch.Tensor, generator: torch.Generator | None, batch_size: int = 5000
+                    ) -> list[torch.Tensor]:
+        """The posterior mean of each stochastic layer for images x (N, D): h1's (N, L1), then z's (N, L) given
+        one sample of h1, as Burda et al.'s code gathers them to count active units (iwae.get_units_variances)."""
+        lower, upper = [], []
+        for i in range(0, len(x), batch_size):
+            mu1, var1 = self.encoder(x[i:i + batch_size])
+            h1 = reparameterize(mu1, var1, torch.randn(mu1.shape, generator=generator, device=mu1.device,
+                                                       dtype=mu1.dtype))
+            lower.append(mu1)
+            upper.append(self.upper_encoder(h1)[0])
+        return [torch.cat(lower), torch.cat(upper)]
 
     def noise(self, samples: int, batch: int, generator: torch.Generator | None, device: torch.device | None = None,
               dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
