@@ -12,7 +12,8 @@ import vaelab.training as train_module
 from vaelab.checkpoint import load_checkpoint, load_run
 from vaelab.config import TrainConfig
 from vaelab.errors import TrainingInterrupted, VaelabError
-from vaelab.training import HEADER, resume, train
+from vaelab.training import resume, train
+from vaelab.trainlog import HEADER
 
 
 def _config(small_mnist, **kw):

@@ -42,9 +42,10 @@ from vaelab.resources import ThreadTuner, check_fits
 from vaelab.rundir import RunDir
 from vaelab.signals import STOP
 from vaelab.signals import name as signal_name
+from vaelab.trainlog import describe_objective, format_row, log_header
 
 Echo = Callable[[str], Any]
-HEADER = f"{'epoch':>5} {'reg':>9} {'loglike':>10} {'lowerBound':>11} {'test ELBO':>10} {'time(s)':>8}"
+
 
 
 def build_model(config: TrainConfig, image_shape: tuple[int, ...], pixel_mean: torch.Tensor | None = None) -> VAEModel:
@@ -93,21 +94,6 @@ def set_epoch_lr(s: _Session) -> None:
 def build_objective(config: TrainConfig) -> Objective:
     """The config's objective with its options: objective(model, x, generator) -> Terms."""
     return functools.partial(OBJECTIVES[config.objective], samples=config.samples, beta=config.beta)
-
-
-def objective_label(config: TrainConfig) -> str | None:
-    """The log's name for the objective's own value; None for the article's ELBO, logged as lowerBound."""
-    if not config.logs_objective:
-        return None
-    return {"elbo": f"ELBO K={config.samples}", "beta": f"beta={config.beta:g}",
-            "iwae": f"IWAE K={config.samples}"}[config.objective]
-
-
-def describe_objective(config: TrainConfig) -> str:
-    """The objective in words, as the log's first line says it: 'the ELBO', 'IWAE K=5', …"""
-    if config.objective == "elbo":
-        return "the ELBO" if config.samples == 1 else f"the ELBO, mean of K={config.samples}"
-    return objective_label(config) if config.objective == "iwae" else f"the ELBO with beta={config.beta:g}"
 
 
 def train_step(model: VAEModel, optimizer: torch.optim.Optimizer, x: torch.Tensor, generator: torch.Generator,
@@ -362,21 +348,6 @@ def _test_scores(model: VAEModel, x: torch.Tensor, seed: int) -> ElboTerms:
     terms = elbo_terms(model, x, generator=make_generator(x.device, seed))
     model.train()
     return ElboTerms(terms.loglike.cpu().double(), terms.kl.cpu().double())  # MPS has no float64
-
-
-def format_row(m: dict[str, Any]) -> str:
-    """One line of the article's per-epoch log: per-image means in nats, plus test ELBO."""
-    test = f"{m['test_elbo']:10.2f}" if m.get("test_elbo") is not None else f"{'-':>10}"
-    own = f" {m['objective']:13.2f}" if m.get("objective") is not None else ""
-    valid = f" {m['valid_elbo']:10.2f}" if m.get("valid_elbo") is not None else ""
-    return (f"{m['epoch']:5d} {m['reg']:9.2f} {m['loglike']:10.2f} {m['lower_bound']:11.2f} "
-            f"{test} {m['elapsed']:8.1f}{own}{valid}")
-
-
-def log_header(config: TrainConfig) -> str:
-    """The log's column names: the article's, then the objective's own value and the validation ELBO if any."""
-    label = objective_label(config)
-    return HEADER + (f" {label:>13}" if label else "") + (f" {'valid ELBO':>10}" if config.validation else "")
 
 
 def sums_size(config: TrainConfig) -> int:
