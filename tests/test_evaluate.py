@@ -191,3 +191,30 @@ def test_other_data_are_scored_with_a_warning_naming_the_files(trained_run, tmp_
         result = evaluate.evaluate_run(run_path, iw_k=0, data_dir=str(other))
     assert result.n_images == 400 and result.data_matches_run is False
     assert json.loads((run_path / "eval.json").read_text())["data_matches_run"] is False
+
+
+def test_the_iw_estimate_uses_the_cores_others_leave_free_and_the_same_numbers(monkeypatch):
+    """Two threads on a machine whose other core is busy spin; the estimate adapts as training does."""
+    from vaelab import resources
+
+    torch.manual_seed(0)
+    model = VAE(data_size=30, latent_size=3, hidden_size=16)
+    x = (torch.rand(40, 30, generator=torch.Generator().manual_seed(1)) < 0.4).float()
+    seen = []
+    real_adjust = resources.ThreadTuner.adjust
+
+    def adjust(self):
+        seen.append(real_adjust(self))
+        return seen[-1]
+
+    monkeypatch.setattr(resources.ThreadTuner, "adjust", adjust)
+    before = torch.get_num_threads()
+    estimates = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv("VAELAB_THREADS", threads)
+        with torch.no_grad():
+            estimates[threads] = iw_log_likelihood(model, x, k=50, generator=torch.Generator().manual_seed(3),
+                                                   batch_size=8)
+        assert seen[-5:] == [int(threads)] * 5  # asked before each of the 5 batches, as VAELAB_THREADS pins
+    assert torch.get_num_threads() == before  # given back afterwards
+    assert torch.equal(estimates["1"], estimates["2"])  # one thread or two: the same numbers

@@ -47,6 +47,7 @@ from vaelab.objectives import (
     standard_normal_log_density,
 )
 from vaelab.prepare import test_pixels_generator
+from vaelab.resources import ThreadTuner
 
 # Largest (K, B, D) block of decoder logits held at once: 2^20 floats, 4 MiB. Small
 # blocks stay in cache and avoid page-faulting fresh memory; on this 2-core CPU they
@@ -199,29 +200,37 @@ def iw_log_likelihood(
     if k < 1:
         raise VaelabError(f"--iw-k must be at least 1, got {k}")
     batch_size = max(1, min(batch_size, MAX_NOISE // (k * model.noise_size)))
-    out = []
-    for s in tqdm(list(_batches(len(x), batch_size)), desc=f"IW K={k}", disable=not progress, leave=False):
-        xb = x[s]  # (B, D)
-        if model.hierarchical:  # several stochastic layers: all their noise drawn at once, scored in chunks
-            noise = model.noise(k, xb.shape[0], generator, xb.device, xb.dtype)
-            chunk = max(1, MAX_BLOCK // (xb.shape[0] * xb.shape[1]))
-            chunks = zip(*(n.split(chunk) for n in noise), strict=True)  # (h1's, z's) noise, chunk by chunk
-            parts = [model.log_weights(xb, len(e[0]), None, e)[0] for e in chunks]
-            out.append(importance_weighted_log_likelihood(torch.cat(parts)))
-            continue
-        mu, var = model.encode(xb)  # (B, L)
-        noise = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
-        chunk = max(1, MAX_BLOCK // (xb.shape[0] * xb.shape[1]))
-        log_w = []  # (K, B) in pieces
-        for eps in noise.split(chunk):
-            z = reparameterize(mu, var, eps)  # (n, B, L)
-            log_w.append(
-                bernoulli_log_likelihood(model.decode(z), xb)  # (n, B)
-                + standard_normal_log_density(z)
-                - gaussian_log_density(z, mu, var)
-            )
-        out.append(importance_weighted_log_likelihood(torch.cat(log_w)))
+    threads = ThreadTuner(x.device)  # minutes of work: as many threads as the cores others leave free
+    try:
+        batches = tqdm(list(_batches(len(x), batch_size)), desc=f"IW K={k}", disable=not progress, leave=False)
+        out = []
+        for s in batches:
+            threads.adjust()
+            out.append(_iw_batch(model, x[s], k, generator))
+    finally:
+        threads.restore()
     return torch.cat(out)
+
+
+def _iw_batch(model: VAEModel, xb: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """The IW estimate for one batch of images xb (B, D), decoding the K draws a chunk at a time. -> (B,)"""
+    chunk = max(1, MAX_BLOCK // (xb.shape[0] * xb.shape[1]))
+    if model.hierarchical:  # several stochastic layers: all their noise drawn at once, scored in chunks
+        noise = model.noise(k, xb.shape[0], generator, xb.device, xb.dtype)
+        chunks = zip(*(n.split(chunk) for n in noise), strict=True)  # (h1's, z's) noise, chunk by chunk
+        return importance_weighted_log_likelihood(torch.cat([model.log_weights(xb, len(e[0]), None, e)[0]
+                                                             for e in chunks]))
+    mu, var = model.encode(xb)  # (B, L)
+    noise = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+    log_w = []  # (K, B) in pieces
+    for eps in noise.split(chunk):
+        z = reparameterize(mu, var, eps)  # (n, B, L)
+        log_w.append(
+            bernoulli_log_likelihood(model.decode(z), xb)  # (n, B)
+            + standard_normal_log_density(z)
+            - gaussian_log_density(z, mu, var)
+        )
+    return importance_weighted_log_likelihood(torch.cat(log_w))
 
 
 def mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
