@@ -59,7 +59,9 @@ def exported(run):
 
 @pytest.fixture
 def run_copy(trained_run, tmp_path):
-    return shutil.copytree(trained_run, tmp_path / "run")
+    """The shared small run's training files only: not the pages other tests (the report's) may have written."""
+    return shutil.copytree(trained_run, tmp_path / "run",
+                           ignore=shutil.ignore_patterns("explorer.html", "report.html", "figures"))
 
 
 @pytest.fixture(scope="module")

@@ -137,6 +137,13 @@ def _draw(run: Run, plan: list[tuple[figures.FigureSpec, _Planned | str]],
     return drawn
 
 
+def _value(value: Any) -> str:
+    """A config or data value as the table shows it: a record such as the validation split as 'key value, …'."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return str(value)
+
+
 def _img(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(display(path.stem))}">'
@@ -145,8 +152,8 @@ def _img(path: Path) -> str:
 def _judge_sentence(judge: dict[str, Any] | None) -> str:
     """One sentence on what the judge's numbers mean, or why there are none."""
     if judge is None:
-        return ("No judge scored generated images: none ships for this dataset, or the scores predate it "
-                "(`vaelab eval --judge FILE` adds them).")
+        return ("No judge scored generated images: none ships for this dataset, `vaelab eval --no-judge` skipped "
+                "it, or the scores predate it (`vaelab eval` adds them, `--judge FILE` for other datasets).")
     return (f"The judge, an independent classifier ({judge['name']}), recognises the class that each of "
             f"{judge['n_generated']:,} images generated with the article's recipe was made for as often as the "
             "card says, and the Fréchet distance between its features of them and of the test images (FID's "
@@ -173,7 +180,8 @@ def _render(run: Run, scores: EvalResult, figures: list[Figure], notes: Sequence
         (f"log p(x), IW K={scores.iw_k}",
          "—" if ll is None else f"{ll:.2f} ± {scores.log_likelihood_stderr:.2f}", "nats per image"),
         ("reconstruction / KL", f"{scores.loglike:.2f} / {scores.kl:.2f}", "nats per image"),
-        ("active units", f"{active} of {latent_size}", "Var[mu] > 0.01"),
+        ("active units", f"{active} of {latent_size}", "Var[mu] > 0.01" if scores.active_units_by_layer is None
+         else "by layer " + ", ".join(map(str, scores.active_units_by_layer)) + " (h1 sampled)"),
         ("epochs", str(run.epoch), f"{run.metrics[-1]['elapsed']:.1f} s of training" if run.metrics else ""),
     ]
     judge = scores.judge
@@ -199,7 +207,7 @@ def _render(run: Run, scores: EvalResult, figures: list[Figure], notes: Sequence
         shown["classes"] = ", ".join(explore.classes_of(run).names)
     if isinstance(shown.get("source"), str):
         shown["source"] = display(shown["source"])
-    config_rows = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in shown.items())
+    config_rows = "".join(f"<tr><th>{e(k)}</th><td>{e(_value(v))}</td></tr>" for k, v in shown.items())
     banner = "".join(f'<p class="warn">{e(w)}</p>' for w in warnings)
     sections = []
     for title, caption, path in figures:

@@ -297,7 +297,9 @@
     const cfg = data.run.config || {}, args = data.model.args, scores = data.run.scores;
     const hidden = Array.isArray(args.hidden) ? args.hidden.join("-") : String(args.hidden);
     const modelText = `${data.model.name} · latent ${L} · hidden ${hidden}` +
-      (args.channels ? ` · channels ${args.channels.join("-")}` : "") + ` · ${args.activation} · ${args.variance}`;
+      (args.channels ? ` · channels ${args.channels.join("-")}` : "") +
+      (args.upper_hidden ? ` · h1 ${args.lower_latent_size} · upper ${args.upper_hidden.join("-")}` : "") +
+      ` · ${args.activation} · ${args.variance}`;
     const objective = cfg.objective === "beta" ? `beta (β = ${cfg.beta})` : String(cfg.objective ?? "elbo");
     const rows = [["run", String(data.title)], ["model", modelText],
       ["objective", cfg.samples > 1 ? `${objective}, ${cfg.samples} samples` : objective],
