@@ -117,13 +117,13 @@ class TrainConfig:
     init: str = _option(
         "pytorch",
         "the weights' initialisation: pytorch's (the article's); iwae: Burda et al.'s code exactly (Glorot "
-        "uniform, every layer drawn from numpy seed 123, biases zero; mlp only); glorot: the same "
+        "uniform, every layer drawn from numpy seed 123, biases zero; mlp and mlp2 only); glorot: the same "
         "distribution drawn from --seed",
         INITS,
     )
     output_bias: str = _option(
         "init", "the decoder's output bias: as --init makes it, or data_mean: the logit of the training images' "
-        "mean pixel, clipped to [0.001, 0.999], as Burda et al. (2015) do (mlp only)", OUTPUT_BIASES,
+        "mean pixel, clipped to [0.001, 0.999], as Burda et al. (2015) do (mlp and mlp2 only)", OUTPUT_BIASES,
     )
     binarization: str = _option(
         "threshold",
@@ -213,11 +213,7 @@ class TrainConfig:
     @property
     def hidden_layers(self) -> tuple[int, ...]:
         """The widths of the hidden layers actually used (the article's: two of 2 x latent size)."""
-        if self.hidden_size is None:
-            return (2 * self.latent_size,) * 2
-        if isinstance(self.hidden_size, int):
-            return (self.hidden_size,) * 2
-        return self.hidden_size
+        return _widths(self.hidden_size, 2 * self.latent_size)
 
     @property
     def lower_latent(self) -> int:
@@ -227,11 +223,7 @@ class TrainConfig:
     @property
     def upper_hidden_layers(self) -> tuple[int, ...]:
         """mlp2: the widths of the hidden layers between h1 and z."""
-        if self.upper_hidden_size is None:
-            return (self.lower_latent,) * 2
-        if isinstance(self.upper_hidden_size, int):
-            return (self.upper_hidden_size,) * 2
-        return self.upper_hidden_size
+        return _widths(self.upper_hidden_size, self.lower_latent)
 
     # --- round trips -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -282,6 +274,13 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise VaelabError(f"config file {path} must hold a table of keys, not {type(values).__name__}")
     return values
+
+
+def _widths(value: int | tuple[int, ...] | None, default: int) -> tuple[int, ...]:
+    """Hidden widths as a field gives them: a list as is, one width for two layers, unset two of `default`."""
+    if isinstance(value, tuple):
+        return value
+    return (default if value is None else value,) * 2
 
 
 def stage_epochs(stages: int) -> int:
