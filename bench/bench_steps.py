@@ -1,6 +1,6 @@
 """Steps per second of the IWAE presets' one-layer model: vaelab's training step against a plain eager loop.
 
-    .venv/bin/python bench/bench_steps.py [--steps 2000] [--samples 1 5 50] [--device cpu]
+    .venv/bin/python bench/bench_steps.py [--steps 2000] [--samples 1 5 50] [--device cpu|cuda]
 
 The paper's schedule is 3,280 passes of 2,980 steps of batch 20 (9.8 million
 steps), so per-step overhead, not arithmetic, sets its time. For each K this
@@ -13,7 +13,11 @@ times, side by side in one process and on the same data:
   PyTorch examples write it: `nn.Sequential` networks, `torch.distributions`-free
   but unfused arithmetic, `torch.optim.Adam` with its defaults (foreach).
 
-Prints steps per second for both and their ratio. Results go in docs/benchmarks.md.
+On a GPU (--device cuda) vaelab's step is timed twice: eagerly (VAELAB_CUDA_GRAPHS=0)
+and as the CUDA graph replays `vaelab train` runs there (vaelab/steps.py), with
+what one cell's full schedule would take at that rate.
+
+Prints steps per second and the ratios to the plain loop. Results go in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -30,7 +34,15 @@ from torch import nn
 from vaelab.config import TrainConfig
 from vaelab.data import grey_levels, load_split
 from vaelab.presets import load_preset
-from vaelab.training import build_model, build_objective, build_optimizer, train_step
+from vaelab.steps import Stepper
+from vaelab.training import build_model, build_objective, build_optimizer, sums_size, train_step
+
+FULL_SCHEDULE_STEPS = 3280 * 3000  # 3,280 passes over 60,000 images in batches of 20
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def plain_loop(x_grey: torch.Tensor, k: int, iwae: bool, steps: int, generator: torch.Generator) -> float:
@@ -38,17 +50,19 @@ def plain_loop(x_grey: torch.Tensor, k: int, iwae: bool, steps: int, generator: 
     torch.manual_seed(0)
     enc = nn.Sequential(nn.Linear(784, 200), nn.Tanh(), nn.Linear(200, 200), nn.Tanh(), nn.Linear(200, 100))
     dec = nn.Sequential(nn.Linear(50, 200), nn.Tanh(), nn.Linear(200, 200), nn.Tanh(), nn.Linear(200, 784))
+    enc, dec = enc.to(x_grey.device), dec.to(x_grey.device)
     opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=1e-3, betas=(0.99, 0.999), eps=5e-6)
     n = len(x_grey)
+    _sync(x_grey.device)
     start = time.perf_counter()
-    perm = torch.randperm(n, generator=generator)
+    perm = torch.randperm(n, generator=generator, device=x_grey.device)
     for step in range(steps):
         b = step % (n // 20)
         x = torch.bernoulli(x_grey[perm[b * 20:(b + 1) * 20]], generator=generator)
         h = enc(x)
         mu, log_sigma = h[:, :50], h[:, 50:]
         sigma = torch.exp(log_sigma)
-        eps = torch.randn((k, *mu.shape), generator=generator)
+        eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device)
         z = mu + sigma * eps
         logits = dec(z)
         log_px = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
@@ -60,23 +74,31 @@ def plain_loop(x_grey: torch.Tensor, k: int, iwae: bool, steps: int, generator: 
         opt.zero_grad()
         loss.backward()
         opt.step()
+    _sync(x_grey.device)
     return time.perf_counter() - start
 
 
-def vaelab_loop(x_grey: torch.Tensor, config: TrainConfig, steps: int, generator: torch.Generator) -> float:
+def vaelab_loop(x_grey: torch.Tensor, config: TrainConfig, steps: int, generator: torch.Generator,
+                graphs: bool = False) -> float:
     """Seconds for `steps` of vaelab's training step, with the loop's batching and running sums."""
-    model = build_model(config, (28, 28), x_grey.mean(0).double())
-    optimizer = build_optimizer(config, model, torch.device("cpu"))
-    objective = build_objective(config)
-    sums = torch.zeros(3, dtype=torch.float64)
+    device = x_grey.device
+    model = build_model(config, (28, 28), x_grey.mean(0).double().cpu()).to(device)
+    optimizer = build_optimizer(config, model, device)
+
+    def batch(index, gen):
+        return torch.bernoulli(x_grey.index_select(0, index), generator=gen)
+
+    stepper = Stepper(train_step, batch, model, optimizer, build_objective(config), generator, sums_size(config),
+                      graphs=graphs)
+    sums = torch.zeros(sums_size(config), dtype=torch.float64, device=device)
     n = len(x_grey)
+    _sync(device)
     start = time.perf_counter()
-    perm = torch.randperm(n, generator=generator)
+    perm = torch.randperm(n, generator=generator, device=device)
     for step in range(steps):
         b = step % (n // 20)
-        x = torch.bernoulli(x_grey.index_select(0, perm[b * 20:(b + 1) * 20]), generator=generator)
-        terms = train_step(model, optimizer, x, generator, objective)
-        sums += torch.stack([-terms.kl.sum(), terms.loglike.sum(), terms.value.sum()]).double()
+        sums += stepper(perm[b * 20:(b + 1) * 20]).to(sums.dtype)
+    _sync(device)
     return time.perf_counter() - start
 
 
@@ -84,17 +106,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--samples", type=int, nargs="+", default=[1, 5, 50])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--layers", default="1-layer", choices=["1-layer", "2-layer"],
+                        help="the presets' model (the plain loop is always the one-layer model)")
     args = parser.parse_args()
-    x_grey = grey_levels(load_split("train").images)
-    print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"{torch.backends.cpu.get_cpu_capability()}; {args.steps} steps of batch 20 each")
-    print(f"{'cell':>10} {'vaelab steps/s':>15} {'plain steps/s':>14} {'ratio':>6}")
+    device = torch.device(args.device)
+    x_grey = grey_levels(load_split("train").images).to(device)
+    gpu = device.type == "cuda"
+    where = torch.cuda.get_device_name() if gpu else f"{platform.machine()}, {torch.get_num_threads()} threads, " \
+        f"{torch.backends.cpu.get_cpu_capability()}"
+    print(f"machine: {where}; torch {torch.__version__}; {args.steps} steps of batch 20 each")
+    print(f"{'cell':>10} {'plain steps/s':>14} {'vaelab steps/s':>15} {'ratio':>6}"
+          + (f" {'graphed steps/s':>16} {'ratio':>6} {'full schedule':>14}" if gpu else ""))
     for k in args.samples:
         for name in (f"vae-k{k}", f"iwae-k{k}") if k > 1 else ("vae-k1",):
-            config = TrainConfig.from_dict({**load_preset(f"iwae/1-layer/{name}"), "epochs": None})
-            ours = vaelab_loop(x_grey, config, args.steps, torch.Generator().manual_seed(0))
-            plain = plain_loop(x_grey, k, name.startswith("iwae"), args.steps, torch.Generator().manual_seed(0))
-            print(f"{name:>10} {args.steps / ours:>15,.0f} {args.steps / plain:>14,.0f} {plain / ours:>6.2f}")
+            config = TrainConfig.from_dict({**load_preset(f"iwae/{args.layers}/{name}"), "epochs": None})
+            g = torch.Generator(device=device)
+            plain = plain_loop(x_grey, k, name.startswith("iwae"), args.steps, g.manual_seed(0))
+            ours = vaelab_loop(x_grey, config, args.steps, g.manual_seed(0))
+            line = f"{name:>10} {args.steps / plain:>14,.0f} {args.steps / ours:>15,.0f} {plain / ours:>6.2f}"
+            if gpu:
+                graphed = vaelab_loop(x_grey, config, args.steps, g.manual_seed(0), graphs=True)
+                minutes = FULL_SCHEDULE_STEPS * graphed / args.steps / 60
+                line += f" {args.steps / graphed:>16,.0f} {plain / graphed:>6.2f} {minutes:>10,.0f} min"
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

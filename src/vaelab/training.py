@@ -42,6 +42,7 @@ from vaelab.resources import ThreadTuner, check_fits
 from vaelab.rundir import RunDir
 from vaelab.signals import STOP
 from vaelab.signals import name as signal_name
+from vaelab.steps import Stepper, graphs_wanted
 from vaelab.trainlog import describe_objective, format_row, log_header
 
 Echo = Callable[[str], Any]
@@ -80,7 +81,7 @@ def build_optimizer(config: TrainConfig, model: VAEModel, device: torch.device) 
     if config.optimizer == "adam":
         fused = device.type in ("cpu", "cuda")
         return torch.optim.Adam(params, lr=lr, betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps,
-                                fused=fused, foreach=None if fused else True)
+                                fused=fused, foreach=None if fused else True, capturable=device.type == "cuda")
     return torch.optim.RMSprop(params, lr=lr, centered=True, foreach=True)
 
 
@@ -203,7 +204,7 @@ class _Session:
     sums: torch.Tensor | None = None  # its running sums of reg and loglike over images
     saved: Position | None = None  # where the checkpoint on disk stands
     threads: ThreadTuner | None = None  # CPU threads, adapted to the machine's load
-    objective: Objective = elbo  # the config's, with its options
+    stepper: Stepper | None = None  # runs the steps, eagerly or as CUDA graphs
 
     def save(self) -> None:
         """Write a checkpoint; mid-epoch, the permutation and sums go with it. Never a diverged one."""
@@ -245,6 +246,8 @@ def _start(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, echo: Ec
         )
     model.load_state_dict(ckpt.model_state)
     session.optimizer.load_state_dict(ckpt.optimizer_state)
+    for group in session.optimizer.param_groups:  # a run saved on another device: fused Adam's state lives on
+        group["capturable"] = bool(group.get("fused")) and device.type == "cuda"  # this one, so graphs may take it
     if not restore_generator(session.generator, ckpt.rng_state):  # a GPU run resumed on the CPU, or back
         echo(f"continuing on {device}: the random stream differs from the one the run used on "
              f"{state_origin(ckpt.rng_state)}, so from here on the run is not bit-for-bit reproducible")
@@ -267,8 +270,10 @@ def _fit(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, *, progres
     if config.schedule_note:
         echo(config.schedule_note)
     echo(log_header(config))
-    s.objective = build_objective(config)
-    s.threads = ThreadTuner(s.data.train.device)
+    device = s.data.train.device
+    s.stepper = Stepper(train_step, s.data.batch, s.model, s.optimizer, build_objective(config), s.generator,
+                        sums_size(config), graphs=graphs_wanted(device, config.model, config.optimizer))
+    s.threads = ThreadTuner(device)
     with _stop_guard() as stop, _restoring(s.threads):
         while s.position.epoch < config.epochs:
             started = time.perf_counter()
@@ -306,10 +311,7 @@ def _train_epoch(s: _Session, stop: Callable[[], int], progress: bool) -> bool:
                unit="batch", leave=False, disable=not progress, dynamic_ncols=True)
     with bar:
         for b in range(s.position.batch, n_batches):
-            x = s.data.batch(s.perm[b * batch_size:(b + 1) * batch_size], s.generator)
-            terms = train_step(s.model, s.optimizer, x, s.generator, s.objective)
-            sums = [-terms.kl.sum(), terms.loglike.sum()] + ([terms.value.sum()] if len(s.sums) == 3 else [])
-            s.sums += torch.stack(sums).to(s.sums.dtype)
+            s.sums += s.stepper(s.perm[b * batch_size:(b + 1) * batch_size]).to(s.sums.dtype)
             s.position.batch, s.position.step = b + 1, s.position.step + 1
             bar.update()
             if b % 50 == 49 or stop():  # .item() syncs a GPU: only now and then

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# What a lent GPU machine checks and measures for docs/benchmarks.md and docs/reproduction.md, in one go,
+# most important first, each part with its own time limit so a slow part cannot starve the rest:
+#
+#   bench/gpu_check.sh OUT STAGES CELL...
+#   bench/gpu_check.sh "$OUT" 3 1-layer/vae-k1 1-layer/iwae-k5 2-layer/vae-k1
+#
+# 1. tests/test_steps.py: CUDA graph replays compute what eager steps do, bit for bit (and the CUDA runs
+#    with and without graphs, and a resumed graphed run, are identical);
+# 2. bench/bench_steps.py --device cuda: steps per second, plain eager loop vs vaelab eager vs graphed;
+# 3. the CELLs on the first STAGES stages of the paper's schedule (bench/table1_runs.sh), scored with
+#    K = 5,000; their logs, configs, metrics and scores are packed into OUT/cells.tgz after each cell.
+# Runs under the machine's python3 (PyTorch with CUDA); tomli-w, which it lacks, comes as a wheel in .whl/.
+set -uo pipefail
+out=${1:?OUT} stages=${2:?STAGES}
+shift 2
+here=$(pwd)
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$here/src PYTHONUNBUFFERED=1
+printf '#!/bin/sh\nexec python3 -m vaelab "$@"\n' > /tmp/vaelab && chmod +x /tmp/vaelab
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  python3 -c 'import torch; print("torch", torch.__version__, torch.version.cuda, torch.cuda.get_device_name())'
+  nproc; } 2>&1 | tee "$out/machine.txt"
+
+if ! timeout 240 python3 -m pytest -q -p no:cacheprovider -rs tests/test_steps.py 2>&1 | tee "$out/test_steps.txt"
+then
+  echo "graph tests failed: the cells run eagerly (VAELAB_CUDA_GRAPHS=0)"
+  export VAELAB_CUDA_GRAPHS=0
+fi
+timeout 150 python3 bench/bench_steps.py --device cuda --steps 4000 2>&1 | tee "$out/bench_steps.txt"
+
+cells=$(mktemp -d)
+for cell in "$@"; do
+  start=$(date +%s)
+  VAELAB=/tmp/vaelab bench/table1_runs.sh "$cells" "$stages" "$cell"
+  echo "$cell: $(( $(date +%s) - start )) s, train and score" | tee -a "$out/cells.txt"
+  tail -3 "$cells/${cell/\//-}.log"
+  (cd "$cells" && tar czf "$out/cells.tgz" --exclude='*.safetensors' --exclude='figures' .)
+done
