@@ -34,10 +34,11 @@ def row(run: Path, machine: str) -> str | None:
         schedule += f", {done:,} of {config.epochs:,} passes so far"
     else:
         schedule += f" ({config.epochs:,} of {stage_epochs(IWAE_STAGES):,} passes)"
-    hours = (rows[-1]["elapsed"] if rows else 0.0) / 3600
+    seconds = rows[-1]["elapsed"] if rows else 0.0
+    took = f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
     ll, se, k = scores["log_likelihood"], scores["log_likelihood_stderr"], scores["iw_k"]
     return (f"| `{config.preset}` | {paper:.2f} | {ll:.2f} ± {se:.2f} (K={k:,}) | {ll - paper:+.2f} | {schedule} | "
-            f"{hours:.2f} h | {scores['active_units']} | {machine} |")
+            f"{took} | {scores['active_units']} | {machine} |")
 
 
 def main() -> None:
