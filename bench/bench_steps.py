@@ -15,7 +15,9 @@ times, side by side in one process and on the same data:
 
 On a GPU (--device cuda) vaelab's step is timed twice: eagerly (VAELAB_CUDA_GRAPHS=0)
 and as the CUDA graph replays `vaelab train` runs there (vaelab/steps.py), with
-what one cell's full schedule would take at that rate.
+what one cell's full schedule would take at that rate. --compile adds an
+experiment: the objective through torch.compile (replayed as a graph on a GPU),
+timed after 20 untimed steps that compile it.
 
 Prints steps per second and the ratios to the plain loop. Results go in docs/benchmarks.md.
 """
@@ -79,23 +81,26 @@ def plain_loop(x_grey: torch.Tensor, k: int, iwae: bool, steps: int, generator: 
 
 
 def vaelab_loop(x_grey: torch.Tensor, config: TrainConfig, steps: int, generator: torch.Generator,
-                graphs: bool = False) -> float:
-    """Seconds for `steps` of vaelab's training step, with the loop's batching and running sums."""
+                graphs: bool = False, compiled: bool = False, warmup: int = 0) -> float:
+    """Seconds for `steps` of vaelab's training step, with the loop's batching and running sums, after
+    `warmup` untimed steps. `compiled`: the objective through torch.compile (an experiment, not what
+    `vaelab train` runs: fused kernels round differently, so its runs would not be bit for bit eager's)."""
     device = x_grey.device
     model = build_model(config, (28, 28), x_grey.mean(0).double().cpu()).to(device)
     optimizer = build_optimizer(config, model, device)
+    objective = torch.compile(build_objective(config)) if compiled else build_objective(config)
 
     def batch(index, gen):
         return torch.bernoulli(x_grey.index_select(0, index), generator=gen)
 
-    stepper = Stepper(train_step, batch, model, optimizer, build_objective(config), generator, sums_size(config),
-                      graphs=graphs)
+    stepper = Stepper(train_step, batch, model, optimizer, objective, generator, sums_size(config), graphs=graphs)
     sums = torch.zeros(sums_size(config), dtype=torch.float64, device=device)
     n = len(x_grey)
-    _sync(device)
-    start = time.perf_counter()
     perm = torch.randperm(n, generator=generator, device=device)
-    for step in range(steps):
+    for step in range(warmup + steps):
+        if step == warmup:
+            _sync(device)
+            start = time.perf_counter()
         b = step % (n // 20)
         sums += stepper(perm[b * 20:(b + 1) * 20]).to(sums.dtype)
     _sync(device)
@@ -109,6 +114,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--layers", default="1-layer", choices=["1-layer", "2-layer"],
                         help="the presets' model (the plain loop is always the one-layer model)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the objective through torch.compile (graphed on a GPU): an experiment")
     args = parser.parse_args()
     device = torch.device(args.device)
     x_grey = grey_levels(load_split("train").images).to(device)
@@ -117,7 +124,8 @@ def main() -> None:
         f"{torch.backends.cpu.get_cpu_capability()}"
     print(f"machine: {where}; torch {torch.__version__}; {args.steps} steps of batch 20 each")
     print(f"{'cell':>10} {'plain steps/s':>14} {'vaelab steps/s':>15} {'ratio':>6}"
-          + (f" {'graphed steps/s':>16} {'ratio':>6} {'full schedule':>14}" if gpu else ""))
+          + (f" {'graphed steps/s':>16} {'ratio':>6} {'full schedule':>14}" if gpu else "")
+          + (f" {'compiled steps/s':>17} {'ratio':>6}" if args.compile else ""))
     for k in args.samples:
         for name in (f"vae-k{k}", f"iwae-k{k}") if k > 1 else ("vae-k1",):
             config = TrainConfig.from_dict({**load_preset(f"iwae/{args.layers}/{name}"), "epochs": None})
@@ -129,6 +137,10 @@ def main() -> None:
                 graphed = vaelab_loop(x_grey, config, args.steps, g.manual_seed(0), graphs=True)
                 minutes = FULL_SCHEDULE_STEPS * graphed / args.steps / 60
                 line += f" {args.steps / graphed:>16,.0f} {plain / graphed:>6.2f} {minutes:>10,.0f} min"
+            if args.compile:
+                fused = vaelab_loop(x_grey, config, args.steps, g.manual_seed(0), graphs=gpu, compiled=True,
+                                    warmup=20)
+                line += f" {args.steps / fused:>17,.0f} {plain / fused:>6.2f}"
             print(line, flush=True)
 
 

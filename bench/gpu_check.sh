@@ -7,7 +7,8 @@
 #
 # 1. tests/test_steps.py: CUDA graph replays compute what eager steps do, bit for bit (and the CUDA runs
 #    with and without graphs, and a resumed graphed run, are identical);
-# 2. bench/bench_steps.py --device cuda: steps per second, plain eager loop vs vaelab eager vs graphed;
+# 2. bench/bench_steps.py --device cuda: steps per second, plain eager loop vs vaelab eager vs graphed
+#    (and, with COMPILE=1, the objective through torch.compile as well);
 # 3. the CELLs on the first STAGES stages of the paper's schedule (bench/table1_runs.sh), scored with
 #    K = 5,000; their logs, configs, metrics and scores are packed into OUT/cells.tgz after each cell.
 # Runs under the machine's python3 (PyTorch with CUDA); tomli-w, which it lacks, comes as a wheel in .whl/.
@@ -28,6 +29,10 @@ then
   export VAELAB_CUDA_GRAPHS=0
 fi
 timeout 150 python3 bench/bench_steps.py --device cuda --steps 4000 2>&1 | tee "$out/bench_steps.txt"
+if [ "${COMPILE:-0}" = 1 ]; then  # the torch.compile experiment: compiling takes ~half a minute a cell
+  timeout 240 python3 bench/bench_steps.py --device cuda --steps 4000 --samples 1 50 --compile 2>&1 \
+    | tee "$out/bench_compile.txt"
+fi
 
 cells=$(mktemp -d)
 for cell in "$@"; do
