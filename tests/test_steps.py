@@ -53,11 +53,12 @@ def _session(preset: str, device: torch.device, graphs: bool):
         return torch.bernoulli(images.index_select(0, index), generator=gen)
 
     stepper = Stepper(train_step, batch, model, optimizer, build_objective(config), generator,
-                      3 if config.logs_objective else 2, graphs=graphs)
+                      3 if config.logs_objective else 2, graphs=graphs, batch_size=20)
     return SimpleNamespace(stepper=stepper, model=model, optimizer=optimizer, generator=generator, images=images)
 
 
-SIZES = (20, 20, 20, 7, 20, 20, 20)  # a short batch, then the learning rate drops before the fifth
+# batches of 20 and short ones (a resumed epoch's last, then an epoch's); the lr drops before the sixth
+SIZES = (7, 20, 20, 20, 7, 20, 20, 20)
 
 
 def _run(s, device):
@@ -65,7 +66,7 @@ def _run(s, device):
     perm = torch.randperm(200, generator=torch.Generator().manual_seed(2)).to(device)
     sums, start = [], 0
     for i, size in enumerate(SIZES):
-        if i == 4:
+        if i == 5:
             s.optimizer.param_groups[0]["lr"] /= 10
         sums.append(s.stepper(perm[start:start + size]).clone())
         start += size
@@ -79,7 +80,7 @@ def test_the_eager_stepper_is_the_training_step_with_its_sums():
     perm = torch.randperm(200, generator=torch.Generator().manual_seed(2))
     expected, start = [], 0
     for i, size in enumerate(SIZES):
-        if i == 4:
+        if i == 5:
             twin.optimizer.param_groups[0]["lr"] /= 10
         x = torch.bernoulli(twin.images.index_select(0, perm[start:start + size]), generator=twin.generator)
         terms = train_step(twin.model, twin.optimizer, x, twin.generator, twin.stepper.objective)
@@ -97,7 +98,7 @@ def test_graph_replays_compute_what_eager_steps_do_to_the_last_bit(preset):
     device = torch.device("cuda")
     graphed, eager = _session(preset, device, graphs=True), _session(preset, device, graphs=False)
     g_sums, e_sums = _run(graphed, device), _run(eager, device)
-    # each learning rate's first step is eager (the warm-up before its capture), and so is the short batch
+    # each learning rate's first full step is eager (the warm-up before its capture), and so are short batches
     assert (graphed.stepper.captures, graphed.stepper.replays) == (2, 4)
     assert torch.equal(g_sums, e_sums)
     for p, q in zip(graphed.model.parameters(), eager.model.parameters(), strict=True):

@@ -53,16 +53,18 @@ class Stepper:
     """Runs one training session's steps: `stepper(index)` trains on the images at `index` (a slice of the
     epoch's permutation) and returns the batch's sums (see `batch_sums`).
 
-    With `graphs`, a full batch runs as a replay of a graph captured from `step` itself. A graph holds the
-    learning rate and the batch size it was captured with, so it is captured again, after one eager step
+    With `graphs`, a batch of `batch_size` images runs as a replay of a graph captured from `step` itself.
+    A graph holds the learning rate it was captured with, so it is captured again, after one eager step
     that warms up what capture cannot (cuBLAS, the optimizer's state), whenever the learning rate has
-    changed; a batch of another size runs eagerly.
+    changed; a batch of another size (an epoch's short last one) runs eagerly.
     """
 
     def __init__(self, step: Step, batch: Batch, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 objective: Objective, generator: torch.Generator, sums_size: int, *, graphs: bool = False):
+                 objective: Objective, generator: torch.Generator, sums_size: int, *, graphs: bool = False,
+                 batch_size: int | None = None):
         self.step, self.batch, self.model, self.optimizer = step, batch, model, optimizer
         self.objective, self.generator, self.sums_size, self.graphs = objective, generator, sums_size, graphs
+        self.batch_size = batch_size  # None: the first batch's size
         self.graph: torch.cuda.CUDAGraph | None = None
         self.captured_lr: float | None = None
         self.index: torch.Tensor | None = None  # the graph's input: the batch's indices
@@ -70,17 +72,17 @@ class Stepper:
         self.captures = self.replays = 0
 
     def __call__(self, index: torch.Tensor) -> torch.Tensor:
-        if not self.graphs:
+        if self.graphs and self.batch_size is None:
+            self.batch_size = len(index)
+        if not self.graphs or len(index) != self.batch_size:
             return self.eager(index)
         lr = self.optimizer.param_groups[0]["lr"]
-        if self.graph is not None and lr == self.captured_lr and index.shape == self.index.shape:
-            self.index.copy_(index)
-            self.graph.replay()
-            self.replays += 1
-            return self.sums
-        if self.graph is not None and lr == self.captured_lr:  # a short last batch: eager, graph kept
-            return self.eager(index)
-        return self._capture(index, lr)
+        if self.graph is None or lr != self.captured_lr:
+            return self._capture(index, lr)
+        self.index.copy_(index)
+        self.graph.replay()
+        self.replays += 1
+        return self.sums
 
     def eager(self, index: torch.Tensor) -> torch.Tensor:
         x = self.batch(index, self.generator)

@@ -272,7 +272,8 @@ def _fit(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, *, progres
     echo(log_header(config))
     device = s.data.train.device
     s.stepper = Stepper(train_step, s.data.batch, s.model, s.optimizer, build_objective(config), s.generator,
-                        sums_size(config), graphs=graphs_wanted(device, config.model, config.optimizer))
+                        sums_size(config), graphs=graphs_wanted(device, config.model, config.optimizer),
+                        batch_size=config.batch_size)
     s.threads = ThreadTuner(device)
     with _stop_guard() as stop, _restoring(s.threads):
         while s.position.epoch < config.epochs:
