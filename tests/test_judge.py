@@ -196,3 +196,28 @@ def test_judge_train_command(small_mnist, tmp_path, capsys):
     info = load_judge(out).info
     assert info["command"] == (f"vaelab judge train --dataset folder --data-dir {small_mnist} --out {out} "
                                "--epochs 1 --seed 0 --device auto")
+
+
+def test_classify_uses_the_cores_others_leave_free_and_gives_the_same_numbers(tiny_judge, monkeypatch):
+    """The judge scores 30,000 images an eval: like the IW estimate, it adapts its threads to the load,
+    which must not change a bit of its features."""
+    from vaelab import resources
+
+    _, judge = tiny_judge
+    x = binarize_threshold(load_split("test").images[:600])
+    seen = []
+    real_adjust = resources.ThreadTuner.adjust
+
+    def adjust(self):
+        seen.append(real_adjust(self))
+        return seen[-1]
+
+    monkeypatch.setattr(resources.ThreadTuner, "adjust", adjust)
+    before = torch.get_num_threads()
+    results = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv("VAELAB_THREADS", threads)
+        results[threads] = classify(judge.model, x, batch_size=200)
+        assert seen[-3:] == [int(threads)] * 3  # asked before each of the 3 batches, as VAELAB_THREADS pins
+    assert torch.get_num_threads() == before
+    assert torch.equal(results["1"][0], results["2"][0]) and torch.equal(results["1"][1], results["2"][1])
