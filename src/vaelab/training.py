@@ -246,8 +246,8 @@ def _start(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, echo: Ec
         )
     model.load_state_dict(ckpt.model_state)
     session.optimizer.load_state_dict(ckpt.optimizer_state)
-    for group in session.optimizer.param_groups:  # a run saved on another device: fused Adam's state lives on
-        group["capturable"] = bool(group.get("fused")) and device.type == "cuda"  # this one, so graphs may take it
+    for group in session.optimizer.param_groups:  # as build_optimizer sets it here, whatever device saved it
+        group["capturable"] = bool(group.get("fused")) and device.type == "cuda"
     if not restore_generator(session.generator, ckpt.rng_state):  # a GPU run resumed on the CPU, or back
         echo(f"continuing on {device}: the random stream differs from the one the run used on "
              f"{state_origin(ckpt.rng_state)}, so from here on the run is not bit-for-bit reproducible")
