@@ -43,6 +43,22 @@ def one_openmp_thread():
         yield
 
 
+@pytest.fixture
+def threads_asked(monkeypatch) -> list[int]:
+    """What each ThreadTuner.adjust() call set, in order: the threads for the next stretch of work."""
+    from vaelab import resources
+
+    seen = []
+    real_adjust = resources.ThreadTuner.adjust
+
+    def adjust(self):
+        seen.append(real_adjust(self))
+        return seen[-1]
+
+    monkeypatch.setattr(resources.ThreadTuner, "adjust", adjust)
+    return seen
+
+
 @pytest.fixture(scope="session")
 def small_mnist(tmp_path_factory) -> Path:
     """1,000 training and 500 test images of real MNIST, in the flat IDX layout."""

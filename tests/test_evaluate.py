@@ -193,21 +193,12 @@ def test_other_data_are_scored_with_a_warning_naming_the_files(trained_run, tmp_
     assert json.loads((run_path / "eval.json").read_text())["data_matches_run"] is False
 
 
-def test_the_iw_estimate_uses_the_cores_others_leave_free_and_the_same_numbers(monkeypatch):
+def test_the_iw_estimate_uses_the_cores_others_leave_free_and_the_same_numbers(monkeypatch, threads_asked):
     """Two threads on a machine whose other core is busy spin; the estimate adapts as training does."""
-    from vaelab import resources
-
     torch.manual_seed(0)
     model = VAE(data_size=30, latent_size=3, hidden_size=16)
     x = (torch.rand(40, 30, generator=torch.Generator().manual_seed(1)) < 0.4).float()
-    seen = []
-    real_adjust = resources.ThreadTuner.adjust
-
-    def adjust(self):
-        seen.append(real_adjust(self))
-        return seen[-1]
-
-    monkeypatch.setattr(resources.ThreadTuner, "adjust", adjust)
+    seen = threads_asked
     before = torch.get_num_threads()
     estimates = {}
     for threads in ("1", "2"):

@@ -198,21 +198,13 @@ def test_judge_train_command(small_mnist, tmp_path, capsys):
                                "--epochs 1 --seed 0 --device auto")
 
 
-def test_classify_uses_the_cores_others_leave_free_and_gives_the_same_numbers(tiny_judge, monkeypatch):
+def test_classify_uses_the_cores_others_leave_free_and_gives_the_same_numbers(tiny_judge, monkeypatch,
+                                                                              threads_asked):
     """The judge scores 30,000 images an eval: like the IW estimate, it adapts its threads to the load,
     which must not change a bit of its features."""
-    from vaelab import resources
-
     _, judge = tiny_judge
     x = binarize_threshold(load_split("test").images[:600])
-    seen = []
-    real_adjust = resources.ThreadTuner.adjust
-
-    def adjust(self):
-        seen.append(real_adjust(self))
-        return seen[-1]
-
-    monkeypatch.setattr(resources.ThreadTuner, "adjust", adjust)
+    seen = threads_asked
     before = torch.get_num_threads()
     results = {}
     for threads in ("1", "2"):
