@@ -1,6 +1,7 @@
 """Steps per second of the IWAE presets' one-layer model: vaelab's training step against a plain eager loop.
 
     .venv/bin/python bench/bench_steps.py [--steps 2000] [--samples 1 5 50] [--device cpu|cuda]
+                                          [--busy] [--repeats 1]
 
 The paper's schedule is 3,280 passes of 2,980 steps of batch 20 (9.8 million
 steps), so per-step overhead, not arithmetic, sets its time. For each K this
@@ -11,7 +12,14 @@ times, side by side in one process and on the same data:
   its Adam, and the epoch's running sums), from the preset's config;
 - plain: the same maths written as a plain eager PyTorch loop, the way the
   PyTorch examples write it: `nn.Sequential` networks, `torch.distributions`-free
-  but unfused arithmetic, `torch.optim.Adam` with its defaults (foreach).
+  but unfused arithmetic, `torch.optim.Adam` with its defaults (foreach), and
+  PyTorch's default CPU threads.
+
+On a CPU vaelab's loop adapts its threads to the load every 50 steps, as `vaelab
+train` does (resources.ThreadTuner; VAELAB_THREADS pins them). --busy runs
+`python -c "while True: pass"` beside both loops, keeping one core busy, as
+another run or a test suite does on a shared machine. --repeats N times each
+cell N times, the two loops taking turns, and prints the medians.
 
 On a GPU (--device cuda) vaelab's step is timed twice: eagerly (VAELAB_CUDA_GRAPHS=0)
 and as the CUDA graph replays `vaelab train` runs there (vaelab/steps.py), with
@@ -27,6 +35,9 @@ from __future__ import annotations
 import argparse
 import math
 import platform
+import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -36,6 +47,7 @@ from torch import nn
 from vaelab.config import TrainConfig
 from vaelab.data import grey_levels, load_split
 from vaelab.presets import load_preset
+from vaelab.resources import ThreadTuner
 from vaelab.steps import Stepper
 from vaelab.training import build_model, build_objective, build_optimizer, sums_size, train_step
 
@@ -97,14 +109,20 @@ def vaelab_loop(x_grey: torch.Tensor, config: TrainConfig, steps: int, generator
     sums = torch.zeros(sums_size(config), dtype=torch.float64, device=device)
     n = len(x_grey)
     perm = torch.randperm(n, generator=generator, device=device)
-    for step in range(warmup + steps):
-        if step == warmup:
-            _sync(device)
-            start = time.perf_counter()
-        b = step % (n // 20)
-        sums += stepper(perm[b * 20:(b + 1) * 20]).to(sums.dtype)
-    _sync(device)
-    return time.perf_counter() - start
+    threads = ThreadTuner(device)
+    try:
+        for step in range(warmup + steps):
+            if step == warmup:
+                _sync(device)
+                start = time.perf_counter()
+            b = step % (n // 20)
+            sums += stepper(perm[b * 20:(b + 1) * 20]).to(sums.dtype)
+            if step % 50 == 49:  # as training does (training._train_epoch)
+                threads.adjust()
+        _sync(device)
+        return time.perf_counter() - start
+    finally:
+        threads.restore()
 
 
 def main() -> None:
@@ -114,15 +132,29 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--layers", default="1-layer", choices=["1-layer", "2-layer"],
                         help="the presets' model (the plain loop is always the one-layer model)")
+    parser.add_argument("--busy", action="store_true", help="keep one core busy with another process meanwhile")
+    parser.add_argument("--repeats", type=int, default=1, help="times each cell, the loops taking turns (medians)")
     parser.add_argument("--compile", action="store_true",
                         help="also time the objective through torch.compile (graphed on a GPU): an experiment")
     args = parser.parse_args()
     device = torch.device(args.device)
     x_grey = grey_levels(load_split("train").images).to(device)
+    cpu = f"{platform.machine()}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}"
+    where = torch.cuda.get_device_name() if device.type == "cuda" else cpu
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    try:
+        time.sleep(0.5 if spinner else 0)
+        print_table(args, device, x_grey, where)
+    finally:
+        if spinner:
+            spinner.kill()
+
+
+def print_table(args: argparse.Namespace, device: torch.device, x_grey: torch.Tensor, where: str) -> None:
     gpu = device.type == "cuda"
-    where = torch.cuda.get_device_name() if gpu else f"{platform.machine()}, {torch.get_num_threads()} threads, " \
-        f"{torch.backends.cpu.get_cpu_capability()}"
-    print(f"machine: {where}; torch {torch.__version__}; {args.steps} steps of batch 20 each")
+    load = "one core kept busy by another process" if args.busy else "no load of its own"
+    print(f"machine: {where}; torch {torch.__version__}; {args.steps} steps of batch 20 each; {load}; "
+          f"median of {args.repeats}")
     print(f"{'cell':>10} {'plain steps/s':>14} {'vaelab steps/s':>15} {'ratio':>6}"
           + (f" {'graphed steps/s':>16} {'ratio':>6} {'full schedule':>14}" if gpu else "")
           + (f" {'compiled steps/s':>17} {'ratio':>6}" if args.compile else ""))
@@ -130,8 +162,11 @@ def main() -> None:
         for name in (f"vae-k{k}", f"iwae-k{k}") if k > 1 else ("vae-k1",):
             config = TrainConfig.from_dict({**load_preset(f"iwae/{args.layers}/{name}"), "epochs": None})
             g = torch.Generator(device=device)
-            plain = plain_loop(x_grey, k, name.startswith("iwae"), args.steps, g.manual_seed(0))
-            ours = vaelab_loop(x_grey, config, args.steps, g.manual_seed(0))
+            plains, ourses = [], []
+            for _ in range(args.repeats):
+                plains.append(plain_loop(x_grey, k, name.startswith("iwae"), args.steps, g.manual_seed(0)))
+                ourses.append(vaelab_loop(x_grey, config, args.steps, g.manual_seed(0)))
+            plain, ours = statistics.median(plains), statistics.median(ourses)
             line = f"{name:>10} {args.steps / plain:>14,.0f} {args.steps / ours:>15,.0f} {plain / ours:>6.2f}"
             if gpu:
                 graphed = vaelab_loop(x_grey, config, args.steps, g.manual_seed(0), graphs=True)
