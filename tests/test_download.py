@@ -28,9 +28,10 @@ import pytest
 
 from vaelab import catalog
 from vaelab.catalog import DatasetSpec, FileSum
-from vaelab.data import MNIST_FILES, bundled_dir, find_dataset, load_split, read_bytes, sha256
+from vaelab.data import MNIST_FILES, bundled_dir, find_dataset, load_split, sha256
 from vaelab.download import MIRRORS, download_dataset, download_mnist, missing_files, size_cap
 from vaelab.errors import VaelabError
+from vaelab.idx import read_bytes
 
 NAMES = list(MNIST_FILES)
 TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = NAMES
