@@ -33,7 +33,7 @@ for cell in "$@"; do
   [ -x "$python" ] || python=python3
   scored=$("$python" -c 'import sys
 from vaelab.checkpoint import load_run
-from vaelab.evaluate import read_eval
+from vaelab.evalfile import read_eval
 r = read_eval(load_run(sys.argv[1]))
 print(int(r is not None and r.iw_k >= 5000))' "$run")
   if [ "$scored" != 1 ]; then

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +77,26 @@ def trained_run(small_mnist, tmp_path_factory) -> Path:
     train(TrainConfig(data_dir=str(small_mnist), latent_size=8, epochs=3), path, echo=lambda s: None)
     evaluate_run(path, iw_k=10)
     return path
+
+
+def forge_eval(path: Path, how: str) -> None:
+    """Damage eval.json at `path` in one way (`how`: "missing", "not JSON", "NaN", "other weights", ...)."""
+    good = json.loads(path.read_text())
+    texts = {
+        "not JSON": "{not json",
+        "not an object": "[]",
+        "missing field": json.dumps({k: v for k, v in good.items() if k != "elbo"}),
+        "extra field": json.dumps({**good, "extra": 1}),
+        "wrong type": json.dumps({**good, "elbo": "high"}),
+        "NaN": json.dumps({**good, "elbo": float("nan")}),
+        "huge number": json.dumps(good).replace(json.dumps(good["elbo"]), "9" * 400, 1),
+        "deep nesting": "[" * 100_000,
+        "not UTF-8": '{"elbo": "\xff"}',
+        "other weights": json.dumps({**good, "weights_sha256": "0" * 64, "step": 1}),
+    }
+    if how == "missing":
+        path.unlink()
+    elif how == "not UTF-8":
+        path.write_bytes(b'{"elbo": "\xff"}')
+    else:
+        path.write_text(texts[how])

@@ -8,6 +8,7 @@ import torch
 
 import vaelab.evaluate as evaluate
 from vaelab.errors import VaelabError
+from vaelab.evalfile import EvalResult
 from vaelab.evaluate import elbo_terms, evaluate_model, iw_log_likelihood, mean_and_stderr
 from vaelab.model import VAE
 from vaelab.objectives import (
@@ -140,7 +141,7 @@ def test_scores_name_the_weights_and_data_they_score(trained_run, tmp_path):
     assert saved["step"] == run.step == 24  # 3 epochs of 8 batches
     assert saved["data_sha256"] == {k: v for k, v in run.data["sha256"].items() if k.startswith("t10k")}
     assert saved["data_matches_run"] is True
-    assert evaluate.EvalResult.from_dict(saved) == result
+    assert EvalResult.from_dict(saved) == result
 
 
 def test_a_smaller_k_never_overwrites_a_larger_one(trained_run, tmp_path):

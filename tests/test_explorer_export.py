@@ -21,7 +21,7 @@ from vaelab.cli import main
 from vaelab.config import TrainConfig
 from vaelab.data import binarize_threshold, load_split
 from vaelab.errors import VaelabError
-from vaelab.evaluate import read_eval
+from vaelab.evalfile import read_eval
 from vaelab.explorer import page as page_module
 from vaelab.explorer.export import FORMAT, payload
 from vaelab.explorer.page import render, script_safe_json, write_explorer

@@ -146,7 +146,8 @@ def test_the_shipped_mnist_judge_is_accurate_as_recorded_and_measured():
 def test_eval_json_gains_the_judge_and_old_files_still_read(trained_run, tiny_judge, tmp_path, capsys):
     from vaelab.checkpoint import load_run
     from vaelab.cli import main
-    from vaelab.evaluate import evaluate_run, read_eval
+    from vaelab.evalfile import read_eval
+    from vaelab.evaluate import evaluate_run
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)

@@ -10,6 +10,7 @@ from torch.distributions import Bernoulli, Normal
 
 from vaelab import evaluate
 from vaelab.config import TrainConfig
+from vaelab.evalfile import EvalResult
 from vaelab.models import build_model
 from vaelab.models.init import authors_weights, initialise, output_bias, set_output_bias
 from vaelab.objectives import elbo, iwae
@@ -153,11 +154,11 @@ def test_active_units_are_counted_per_layer_as_their_code_counts(model, x):
     assert result.active_units_by_layer == [int(active_units(m).sum()) for m in model.layer_means(
         x, _after_scores(model, x, 9))]
     assert model.layer_sizes == (4, 3)
-    again = evaluate.EvalResult.from_dict(result.to_dict())
+    again = EvalResult.from_dict(result.to_dict())
     assert again.active_units_by_layer == result.active_units_by_layer
     for bad in ([1.5, 2], "3", [-1, 2], [True, 1]):
         with pytest.raises(ValueError, match="active_units_by_layer must be null or a list of non-negative"):
-            evaluate.EvalResult.from_dict({**result.to_dict(), "active_units_by_layer": bad})
+            EvalResult.from_dict({**result.to_dict(), "active_units_by_layer": bad})
 
 
 def _after_scores(model, x, seed):

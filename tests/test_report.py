@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_idx
+from conftest import forge_eval, write_idx
 from vaelab import checkpoint, report
 from vaelab.catalog import DIGITS
 from vaelab.checkpoint import load_run
 from vaelab.cli import main
 from vaelab.config import TrainConfig
 from vaelab.data import load_split
-from vaelab.evaluate import EvalResult, read_eval
+from vaelab.evalfile import EvalResult, read_eval
 from vaelab.figures import interpolation_strips
 from vaelab.files import display
 from vaelab.report import _render, current_scores, write_report
@@ -100,64 +100,10 @@ def test_report_scores_the_run_itself_when_it_has_no_scores(run_copy, capsys):
     assert f"{scores.log_likelihood:.2f}" in (run_copy / "report.html").read_text()
 
 
-def _forge(path, how):
-    """Damage eval.json at `path` in one of many ways."""
-    good = json.loads(path.read_text())
-    texts = {
-        "not JSON": "{not json",
-        "not an object": "[]",
-        "missing field": json.dumps({k: v for k, v in good.items() if k != "elbo"}),
-        "extra field": json.dumps({**good, "extra": 1}),
-        "wrong type": json.dumps({**good, "elbo": "high"}),
-        "NaN": json.dumps({**good, "elbo": float("nan")}),
-        "huge number": json.dumps(good).replace(json.dumps(good["elbo"]), "9" * 400, 1),
-        "deep nesting": "[" * 100_000,
-        "not UTF-8": '{"elbo": "\xff"}',
-        "other weights": json.dumps({**good, "weights_sha256": "0" * 64, "step": 1}),
-    }
-    if how == "missing":
-        path.unlink()
-    elif how == "not UTF-8":
-        path.write_bytes(b'{"elbo": "\xff"}')
-    else:
-        path.write_text(texts[how])
-
-
-@pytest.mark.parametrize("how, why", [
-    ("missing", "does not exist"),
-    ("not JSON", "is damaged (Expecting property name"),
-    ("not an object", "is damaged (expected a JSON object, found list)"),
-    ("missing field", "is damaged (fields ['elbo'] missing and [] unexpected)"),
-    ("extra field", "is damaged (fields [] missing and ['extra'] unexpected)"),
-    ("wrong type", "is damaged (elbo must be a finite number, found 'high')"),
-    ("NaN", "is damaged (elbo must be a finite number, found nan)"),
-    ("huge number", "is damaged (int too large to convert to float)"),
-    ("deep nesting", "is damaged (maximum recursion depth exceeded"),
-    ("not UTF-8", "is damaged ('utf-8' codec can't decode byte 0xff"),
-    ("other weights", "scores other weights (step 1) than the run holds now (step"),
-])
-def test_forged_scores_are_named_in_one_line(trained_run, tmp_path, how, why):
-    run = replace(load_run(trained_run), path=tmp_path)  # only eval.json is read: no need to copy the run
-    shutil.copy(trained_run / "eval.json", tmp_path / "eval.json")
-    assert read_eval(run) is not None
-    _forge(tmp_path / "eval.json", how)
-    assert read_eval(run) is None
-    with pytest.raises(ValueError) as caught:
-        read_eval(run, strict=True)
-    message = str(caught.value)
-    assert message.startswith(f"{tmp_path / 'eval.json'} {why}") and "\n" not in message and len(message) < 400
-
-
-def test_scores_that_are_not_a_file_are_named(trained_run, tmp_path):
-    (tmp_path / "eval.json").mkdir()
-    with pytest.raises(ValueError, match=r"eval.json is not a regular file$"):
-        read_eval(replace(load_run(trained_run), path=tmp_path), strict=True)
-
-
 @pytest.mark.parametrize("how", ["NaN", "other weights"])
 def test_forged_scores_are_replaced_by_scoring_the_run(run_copy, how):
     run = load_run(run_copy)
-    _forge(run_copy / "eval.json", how)
+    forge_eval(run_copy / "eval.json", how)
     said = []
     scores = current_scores(run, iw_k=2, echo=said.append)
     assert len(said) == 1 and said[0].endswith("; scoring the run now (IW K=2, `--iw-k` to change)")

@@ -22,7 +22,7 @@ _EXPORTS = {
     "load_run": "vaelab.checkpoint",
     "TrainConfig": "vaelab.config",
     "VaelabError": "vaelab.errors",
-    "EvalResult": "vaelab.evaluate",
+    "EvalResult": "vaelab.evalfile",
     "evaluate_run": "vaelab.evaluate",
     "VAE": "vaelab.model",
     "MODELS": "vaelab.models",
@@ -38,7 +38,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from vaelab.checkpoint import Run, load_run
     from vaelab.config import TrainConfig
     from vaelab.errors import VaelabError
-    from vaelab.evaluate import EvalResult, evaluate_run
+    from vaelab.evalfile import EvalResult
+    from vaelab.evaluate import evaluate_run
     from vaelab.model import VAE
     from vaelab.models import MODELS, VAEModel, build_model
     from vaelab.training import train

@@ -241,7 +241,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from vaelab.checkpoint import load_run
-    from vaelab.evaluate import evaluate_run, read_eval
+    from vaelab.evalfile import read_eval
+    from vaelab.evaluate import evaluate_run
 
     progress = not args.quiet and not args.json and sys.stderr.isatty()
     r = evaluate_run(args.run, iw_k=args.iw_k, seed=args.seed, device=args.device,

@@ -30,7 +30,8 @@ from typing import Any
 from vaelab import explore, figures, latent
 from vaelab.checkpoint import Run, load_run
 from vaelab.errors import VaelabError
-from vaelab.evaluate import EvalResult, check_iw_k, evaluate_run, read_eval
+from vaelab.evalfile import EvalResult, read_eval
+from vaelab.evaluate import check_iw_k, evaluate_run
 from vaelab.explorer.page import EXPLORER, write_explorer
 from vaelab.files import atomic_write, display
 

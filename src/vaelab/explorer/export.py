@@ -58,7 +58,7 @@ from vaelab.checkpoint import Run
 from vaelab.data import DataMismatchWarning, binarize, data_mismatches, load_split
 from vaelab.device import make_generator
 from vaelab.errors import VaelabError
-from vaelab.evaluate import read_eval
+from vaelab.evalfile import read_eval
 from vaelab.explore import image_shape
 from vaelab.files import display
 from vaelab.models import named_args
