@@ -100,3 +100,20 @@ def forge_eval(path: Path, how: str) -> None:
         path.write_bytes(b'{"elbo": "\xff"}')
     else:
         path.write_text(texts[how])
+
+
+class SignalAfter:
+    """A stand-in for `signals.stop_after_batch` (patch it into vaelab.training): the stop signal `signum`
+    seems to arrive, once, as soon as `arrived()` is true, e.g. after the n-th step."""
+
+    def __init__(self, signum: int, arrived):
+        self.signum, self.arrived = signum, arrived
+
+    def __call__(self) -> SignalAfter:
+        return self
+
+    def __enter__(self):
+        return lambda: self.signum if self.arrived() else 0
+
+    def __exit__(self, *exc) -> bool:
+        return False

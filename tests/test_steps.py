@@ -12,12 +12,14 @@ import pytest
 import torch
 
 import vaelab.training as train_module
+from conftest import SignalAfter
 from vaelab.checkpoint import load_checkpoint
 from vaelab.config import TrainConfig
 from vaelab.device import make_generator
 from vaelab.errors import TrainingInterrupted
 from vaelab.objectives import Terms
 from vaelab.presets import load_preset
+from vaelab.signals import stop_after_batch
 from vaelab.steps import GRAPHS_ENV, Stepper, batch_sums, graphs_wanted
 from vaelab.training import build_model, build_objective, build_optimizer, resume, train, train_step
 
@@ -137,20 +139,13 @@ def test_a_graphed_cuda_run_stopped_mid_epoch_resumes_bit_for_bit(small_mnist, t
         calls["n"] += 1
         return real_call(self, index)
 
-    class StopAfter23:  # SIGTERM after the 23rd step: 22 of them were replays
-        def __enter__(self):
-            return lambda: signal.SIGTERM if calls["n"] >= 23 else 0
-
-        def __exit__(self, *exc):
-            return False
-
-    real_guard = train_module._stop_guard
     monkeypatch.setattr(Stepper, "__call__", counting_call)
-    monkeypatch.setattr(train_module, "_stop_guard", StopAfter23)
+    # SIGTERM after the 23rd step: 22 of them were replays
+    monkeypatch.setattr(train_module, "stop_after_batch", SignalAfter(signal.SIGTERM, lambda: calls["n"] >= 23))
     with pytest.raises(TrainingInterrupted):
         train(config, tmp_path / "cut", echo=lambda s: None)
     assert load_checkpoint(tmp_path / "cut").position.batch == 23
-    monkeypatch.setattr(train_module, "_stop_guard", real_guard)
+    monkeypatch.setattr(train_module, "stop_after_batch", stop_after_batch)
     resume(tmp_path / "cut", epochs=2, echo=lambda s: None)
     a, b = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "cut")
     assert all(torch.equal(a.model_state[k], b.model_state[k]) for k in a.model_state)

@@ -9,9 +9,11 @@ import pytest
 import torch
 
 import vaelab.training as train_module
+from conftest import SignalAfter
 from vaelab.checkpoint import load_checkpoint, load_run
 from vaelab.config import TrainConfig
 from vaelab.errors import TrainingInterrupted, VaelabError
+from vaelab.signals import stop_after_batch
 from vaelab.training import resume, train
 from vaelab.trainlog import HEADER
 
@@ -80,22 +82,14 @@ def test_interrupt_mid_epoch_saves_a_checkpoint_that_resumes_exactly(small_mnist
     train(_config(small_mnist, epochs=3), tmp_path / "straight", echo=quiet)
 
     calls = {"n": 0}
-    real_guard = train_module._stop_guard
-
-    class FakeCtrlC:  # pressed once, after the 13th batch (epoch 2, batch 5)
-        def __enter__(self):
-            return lambda: signal.SIGINT if calls["n"] >= 13 else 0
-
-        def __exit__(self, *exc):
-            return False
-
     real_step = train_module.train_step
 
     def counting_step(*args):
         calls["n"] += 1
         return real_step(*args)
 
-    monkeypatch.setattr(train_module, "_stop_guard", FakeCtrlC)
+    # Ctrl-C pressed once, after the 13th batch (epoch 2, batch 5)
+    monkeypatch.setattr(train_module, "stop_after_batch", SignalAfter(signal.SIGINT, lambda: calls["n"] >= 13))
     monkeypatch.setattr(train_module, "train_step", counting_step)
     with pytest.raises(TrainingInterrupted, match="--resume"):
         train(_config(small_mnist, epochs=3), tmp_path / "cut", echo=quiet)
@@ -103,7 +97,7 @@ def test_interrupt_mid_epoch_saves_a_checkpoint_that_resumes_exactly(small_mnist
     assert (ckpt.position.epoch, ckpt.position.batch, ckpt.position.step) == (1, 5, 13)
     assert ckpt.perm is not None and len(ckpt.metrics) == 1
 
-    monkeypatch.setattr(train_module, "_stop_guard", real_guard)
+    monkeypatch.setattr(train_module, "stop_after_batch", stop_after_batch)
     resume(tmp_path / "cut", epochs=3, echo=quiet)
     _assert_identical(tmp_path / "straight", tmp_path / "cut")
 
@@ -232,20 +226,12 @@ def test_each_objective_trains_logs_its_own_value_and_resumes_exactly(objective,
         calls["n"] += 1
         return real_step(*args)
 
-    class StopAfter11:
-        def __enter__(self):
-            return lambda: signal.SIGTERM if calls["n"] >= 11 else 0
-
-        def __exit__(self, *exc):
-            return False
-
-    real_guard = train_module._stop_guard
     monkeypatch.setattr(train_module, "train_step", counting_step)
-    monkeypatch.setattr(train_module, "_stop_guard", StopAfter11)
+    monkeypatch.setattr(train_module, "stop_after_batch", SignalAfter(signal.SIGTERM, lambda: calls["n"] >= 11))
     with pytest.raises(TrainingInterrupted, match="stopped by SIGTERM"):
         train(config, tmp_path / "cut", echo=lambda s: None)
     assert load_checkpoint(tmp_path / "cut").sums.shape == (3,)
-    monkeypatch.setattr(train_module, "_stop_guard", real_guard)
+    monkeypatch.setattr(train_module, "stop_after_batch", stop_after_batch)
     resume(tmp_path / "cut", epochs=2, echo=lambda s: None)
     _assert_identical(tmp_path / "straight", tmp_path / "cut")
 

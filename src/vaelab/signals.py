@@ -8,7 +8,7 @@ checkpoint (vaelab.training); everything else stops where it is.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from vaelab.errors import Stopped
@@ -68,3 +68,36 @@ def raise_on_stop_signals() -> dict[int, object]:
             except ValueError:  # not the main thread
                 pass
     return previous
+
+
+def stopped_by(signum: int) -> str:
+    """How training says a signal stopped it."""
+    said = {"SIGINT": "interrupted (Ctrl-C)", "SIGHUP": "stopped by SIGHUP (the terminal closed)"}
+    return said.get(name(signum), f"stopped by {name(signum)}")
+
+
+@contextmanager
+def stop_after_batch() -> Iterator[Callable[[], int]]:
+    """Turn the first Ctrl-C, SIGTERM or SIGHUP into a request to stop after the current batch (training).
+
+    Yields a function that returns the signal's number once one has arrived, else 0.
+    A second signal interrupts at once (the last checkpoint on disk stays intact).
+    """
+    received = 0
+
+    def handler(signum, frame):
+        nonlocal received
+        if received:
+            raise KeyboardInterrupt
+        received = signum
+
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig in STOP}
+    except ValueError:  # not the main thread: leave signals alone
+        yield lambda: 0
+        return
+    try:
+        yield lambda: received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

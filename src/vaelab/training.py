@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import signal
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -40,8 +39,7 @@ from vaelab.objectives import OBJECTIVES, ElboTerms, Objective, Terms, elbo
 from vaelab.prepare import VALIDATION_STREAM, TrainData, load_data
 from vaelab.resources import ThreadTuner, check_fits
 from vaelab.rundir import RunDir
-from vaelab.signals import STOP
-from vaelab.signals import name as signal_name
+from vaelab.signals import stop_after_batch, stopped_by
 from vaelab.steps import Stepper, graphs_wanted
 from vaelab.trainlog import describe_objective, format_row, log_header
 
@@ -275,7 +273,7 @@ def _fit(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, *, progres
                         sums_size(config), graphs=graphs_wanted(device, config.model, config.optimizer),
                         batch_size=config.batch_size)
     s.threads = ThreadTuner(device)
-    with _stop_guard() as stop, _restoring(s.threads):
+    with stop_after_batch() as stop, _restoring(s.threads):
         while s.position.epoch < config.epochs:
             started = time.perf_counter()
             set_epoch_lr(s)
@@ -283,7 +281,7 @@ def _fit(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, *, progres
                 s.position.elapsed += time.perf_counter() - started
                 s.save()
                 raise TrainingInterrupted(
-                    f"{_stopped_by(stop())} in epoch {s.position.epoch + 1}, batch {s.position.batch}; a consistent "
+                    f"{stopped_by(stop())} in epoch {s.position.epoch + 1}, batch {s.position.batch}; a consistent "
                     f"checkpoint is saved in {display(run_dir)}: continue with "
                     f"`vaelab train --resume {display(run_dir)} --epochs {config.epochs}`",
                     exit_code=128 + stop(),
@@ -404,35 +402,3 @@ def _diverged(s: _Session, what: str) -> None:
         f"training diverged: {what} became NaN or infinite in epoch {s.position.epoch + 1}; the last "
         f"checkpoint with finite numbers ({where}) is kept in {display(s.run_dir)}. Train again with a lower --lr"
     )
-
-
-def _stopped_by(signum: int) -> str:
-    said = {"SIGINT": "interrupted (Ctrl-C)", "SIGHUP": "stopped by SIGHUP (the terminal closed)"}
-    return said.get(signal_name(signum), f"stopped by {signal_name(signum)}")
-
-
-@contextmanager
-def _stop_guard():
-    """Turn the first Ctrl-C, SIGTERM or SIGHUP into a request to stop after the current batch.
-
-    Yields a function that returns the signal's number once one has arrived, else 0.
-    A second signal interrupts at once (the last checkpoint on disk stays intact).
-    """
-    received = 0
-
-    def handler(signum, frame):
-        nonlocal received
-        if received:
-            raise KeyboardInterrupt
-        received = signum
-
-    try:
-        previous = {sig: signal.signal(sig, handler) for sig in STOP}
-    except ValueError:  # not the main thread: leave signals alone
-        yield lambda: 0
-        return
-    try:
-        yield lambda: received
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
