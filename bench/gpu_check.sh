@@ -6,7 +6,9 @@
 #   bench/gpu_check.sh "$OUT" 3 1-layer/vae-k1 1-layer/iwae-k5 2-layer/vae-k1
 #
 # 1. tests/test_steps.py: CUDA graph replays compute what eager steps do, bit for bit (and the CUDA runs
-#    with and without graphs, and a resumed graphed run, are identical);
+#    with and without graphs, and a resumed graphed run, are identical; the conv model's eager CUDA run
+#    repeats bit for bit); then bench/graph_check.py: whether the conv model's replays are its eager steps
+#    with cuDNN's deterministic kernels (if so, it may join steps.GRAPHED_MODELS);
 # 2. bench/bench_steps.py --device cuda: steps per second, plain eager loop vs vaelab eager vs graphed
 #    (and, with COMPILE=1, the objective through torch.compile as well);
 # 3. the CELLs on the first STAGES stages of the paper's schedule (bench/table1_runs.sh), scored with
@@ -28,6 +30,7 @@ then
   echo "graph tests failed: the cells run eagerly (VAELAB_CUDA_GRAPHS=0)"
   export VAELAB_CUDA_GRAPHS=0
 fi
+timeout 60 python3 bench/graph_check.py --model conv 2>&1 | tee "$out/graph_check.txt"  # may conv be graphed?
 timeout 150 python3 bench/bench_steps.py --device cuda --steps 4000 2>&1 | tee "$out/bench_steps.txt"
 if [ "${COMPILE:-0}" = 1 ]; then  # the torch.compile experiment: compiling takes ~half a minute a cell
   timeout 240 python3 bench/bench_steps.py --device cuda --steps 4000 --samples 1 50 --compile 2>&1 \

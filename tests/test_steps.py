@@ -129,6 +129,17 @@ def test_training_on_cuda_with_graphs_is_training_without_them(small_mnist, tmp_
 
 
 @cuda
+def test_conv_training_on_cuda_repeats_bit_for_bit(small_mnist, tmp_path):
+    """The conv model trains eagerly on CUDA through cuDNN, made deterministic by resolve_device."""
+    for name in ("first", "second"):
+        train(_config(small_mnist, model="conv"), tmp_path / name, echo=lambda s: None)
+    a, b = load_checkpoint(tmp_path / "first"), load_checkpoint(tmp_path / "second")
+    assert all(torch.equal(a.model_state[k], b.model_state[k]) for k in a.model_state)
+    assert a.metrics[-1]["test_elbo"] == b.metrics[-1]["test_elbo"]
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+
+
+@cuda
 def test_a_graphed_cuda_run_stopped_mid_epoch_resumes_bit_for_bit(small_mnist, tmp_path, monkeypatch):
     config = _config(small_mnist, batch_size=20, binarization="dynamic", epochs=2)  # 50 steps an epoch
     train(config, tmp_path / "straight", echo=lambda s: None)

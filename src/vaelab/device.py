@@ -10,9 +10,25 @@ from vaelab.errors import VaelabError
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' picks cuda, then mps, then cpu; an explicit choice must be available."""
+    """'auto' picks cuda, then mps, then cpu; an explicit choice must be available.
+
+    Every command that computes on a device gets it here, so on CUDA this also
+    makes cuDNN use deterministic algorithms without autotuning, for the whole
+    process. By default cuDNN may pick algorithms whose sums come out in another
+    order from run to run (PyTorch's notes on reproducibility), for the backward
+    and transposed convolutions of the conv model and the judge; then the same
+    seed need not give the same weights twice, nor a resumed run continue bit for
+    bit. The perceptron models use no cuDNN kernels.
+    """
     cuda = torch.cuda.is_available()
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    device = _choose(name, cuda, mps)
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    return device
+
+
+def _choose(name: str, cuda: bool, mps: bool) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     if name == "cuda" and not cuda:

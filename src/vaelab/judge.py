@@ -167,9 +167,7 @@ def train_judge(dataset: str = "mnist", *, data_dir: str | None = None, epochs: 
     if epochs < 1:
         raise VaelabError(f"--epochs must be at least 1, got {epochs}")
     train, test = (load_split(s, data_dir, dataset=dataset) for s in ("train", "test"))
-    dev = resolve_device(device)
-    if dev.type == "cuda":  # the same judge from the same seed: no autotuned, non-deterministic kernels
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    dev = resolve_device(device)  # on CUDA, deterministic cuDNN kernels: the same judge from the same seed
     n = len(train.labels) if n_train is None else min(n_train, len(train.labels))
     x, y = binarize_threshold(train.images[:n]).to(dev), train.labels[:n].to(dev)
     x_test, y_test = binarize_threshold(test.images), test.labels

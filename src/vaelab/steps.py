@@ -14,7 +14,9 @@ step before each capture, a last short batch, a resumed run's first step are
 eager) and stays bit for bit reproducible; tests/test_steps.py checks this on a
 GPU, for the perceptron models (mlp, mlp2) with Adam, the ones graphs serve.
 The conv model trains eagerly: its cuDNN kernels gave other bits under capture
-in the one check run (docs/benchmarks.md), and its larger kernels gain less.
+in the one check run (docs/benchmarks.md), before vaelab asked cuDNN for
+deterministic kernels (device.resolve_device); bench/graph_check.py checks it
+again on a GPU. Its larger kernels gain less from graphs anyway.
 RMSprop, whose foreach step is not capturable as vaelab builds it, trains
 eagerly too. Set VAELAB_CUDA_GRAPHS=0 to run every step eagerly.
 """
