@@ -19,6 +19,7 @@ from typing import Any
 
 from vaelab import figures
 from vaelab.config import TrainConfig, flag
+from vaelab.console import ForgivingStream
 from vaelab.errors import TrainingInterrupted, VaelabError
 from vaelab.figures import int_between, seed_type
 from vaelab.files import display
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                              description="The presets of `vaelab train --preset NAME`, with the published "
                                          "test log-likelihood of the cell each reproduces.")
     presets.set_defaults(func=cmd_presets)
+    _add_reproduce_command(sub)
 
     ev = sub.add_parser("eval", help="score a run on the test set",
                         description="Test-set ELBO and importance-weighted log-likelihood, in nats per image.")
@@ -235,7 +237,44 @@ def cmd_presets(args: argparse.Namespace) -> int:
         cell = paper_cell(name)
         print(f"{name:<24} {cell.test_log_likelihood:8.2f}   {cell.cell}")
     print("(published test log-likelihoods in nats; train one with `vaelab train --preset NAME [--stages N]`, "
-          "score it with `vaelab eval RUN --iw-k 5000`)")
+          "score it with `vaelab eval RUN --iw-k 5000`; or all of a paper's with `vaelab reproduce PAPER`)")
+    return 0
+
+
+def _add_reproduce_command(sub) -> None:
+    p = sub.add_parser("reproduce", help="train and score a paper's presets; vaelab's table beside the paper's",
+                       description="Train every cell of a paper's table from its presets (or the CELLs given) into "
+                                   "OUT, score each with the paper's importance samples, and print the table and "
+                                   "the paper's comparisons (also written to OUT/table.md). Run it again to "
+                                   "continue anything cut off; a larger --stages extends the runs in OUT.")
+    p.add_argument("paper", metavar="PAPER", help="whose presets: iwae (Burda et al. 2015, Table 1)")
+    p.add_argument("cells", metavar="CELL", nargs="*", help="only these, e.g. 1-layer/vae-k1 (default: all)")
+    p.add_argument("--out", metavar="OUT", help="folder of the cells' runs (default: runs/PAPER-stages-N)")
+    p.add_argument("--stages", type=int, default=8, metavar="N",
+                   help="train the first N stages of the schedule (default: 8, the full 3,280 passes)")
+    p.add_argument("--iw-k", type=int, default=5000, metavar="K", help="importance samples (default: 5000)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--data-dir", metavar="DIR", help="a folder of IDX files instead of the bundled MNIST")
+    p.add_argument("--machine", metavar="TEXT", help="the table's machine column (default: this machine)")
+    p.add_argument("--table-only", action="store_true", help="train nothing: the table of what OUT holds")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_reproduce)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from vaelab.reproduce import reproduce
+
+    out = args.out or f"runs/{args.paper}-stages-{args.stages}"
+    if args.table_only and not Path(out).is_dir():
+        raise VaelabError(f"{display(out)} does not exist; give --out the folder of the cells' runs")
+    try:
+        text = reproduce(args.paper, out, cells=args.cells, stages=args.stages, iw_k=args.iw_k, device=args.device,
+                         data_dir=args.data_dir, machine=args.machine, train_cells=not args.table_only,
+                         progress=not args.quiet and sys.stderr.isatty())
+    except TrainingInterrupted as exc:
+        raise TrainingInterrupted(f"{exc}; or run this `vaelab reproduce` again: it goes on with every cell",
+                                  exit_code=exc.exit_code) from None
+    print(text)
     return 0
 
 
@@ -318,7 +357,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; every failure a user can fix ends as one line and a non-zero status."""
     streams = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _Forgiving(sys.stdout), _Forgiving(sys.stderr)
+    sys.stdout, sys.stderr = ForgivingStream(sys.stdout), ForgivingStream(sys.stderr)
     previous = raise_on_stop_signals()
     try:
         return _run(argv)
@@ -356,43 +395,3 @@ def _run(argv: list[str] | None) -> int:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"vaelab: warning: {message}", file=sys.stderr)
-
-
-class _Forgiving:
-    """A text stream that goes quiet, instead of failing, once nobody reads it.
-
-    `vaelab train | head -1` closes the pipe and a closed terminal (SIGHUP) turns
-    writes into errors; neither is a reason to abandon a run, so output stops and
-    the work goes on (everything is in the run's files anyway). Characters the
-    stream cannot encode (a path that is not UTF-8) are escaped, not fatal.
-    """
-
-    def __init__(self, stream):
-        self._stream = stream
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
-
-    def write(self, text: str) -> int:
-        try:
-            return self._stream.write(text)
-        except OSError:
-            self._silence()
-            return len(text)
-
-    def flush(self) -> None:
-        try:
-            self._stream.flush()
-        except OSError:
-            self._silence()
-
-    def _silence(self) -> None:
-        """Point the stream's file descriptor at /dev/null, so later writes (and exit's flush) succeed."""
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self._stream.fileno())
-            os.close(devnull)
-        except (OSError, ValueError, AttributeError):
-            pass
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)

@@ -1,0 +1,232 @@
+"""A paper's table from its presets, in one command: train and score every cell, then print the table.
+
+`vaelab reproduce iwae --stages 3` trains each preset of Burda et al.'s Table 1
+(`presets/iwae/`) on the first 3 stages of its schedule, scores it with the
+paper's 5,000 importance samples, and prints the table beside the paper's
+numbers, with the paper's comparisons among the cells (IWAE against the VAE,
+two stochastic layers against one). Each cell is a run folder in OUT, so
+anything cut off (Ctrl-C, SIGTERM, a closed terminal) goes on where it stopped,
+bit for bit, when the same command runs again, and a larger --stages extends
+the runs already there. Cells already trained and scored are not touched again.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vaelab.checkpoint import CHECKPOINT, Run, load_run
+from vaelab.config import IWAE_STAGES, TrainConfig, stage_epochs
+from vaelab.errors import VaelabError
+from vaelab.evalfile import read_eval
+from vaelab.evaluate import evaluate_run
+from vaelab.files import atomic_write, display
+from vaelab.presets import list_presets, load_preset, paper_cell
+from vaelab.training import resume, train
+
+PAPER_K = 5000  # Burda et al. score every cell with 5,000 importance samples
+TABLE = "table.md"  # written in OUT beside the cells' run folders
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One scored run of a preset: what the table shows of it."""
+
+    preset: str
+    paper: float  # the published test log-likelihood, nats
+    log_likelihood: float
+    stderr: float
+    iw_k: int
+    passes: int  # epochs trained
+    stages: int  # of the schedule the run was asked for
+    seconds: float  # training's wall time, across resumes
+    active_units: int
+
+
+def papers() -> list[str]:
+    """The papers with presets: the first part of the presets' names."""
+    return sorted({name.split("/")[0] for name in list_presets()})
+
+
+def cells_of(paper: str, chosen: list[str] | None = None) -> list[str]:
+    """The presets of `paper`, or those `chosen` (with or without the paper's prefix), in the table's order."""
+    if paper not in papers():
+        raise VaelabError(f"no presets for {paper!r}; papers with presets: {', '.join(papers())}")
+    known = sorted((name for name in list_presets() if name.startswith(paper + "/")), key=_table_order)
+    if not chosen:
+        return known
+    wanted = [name if name.startswith(paper + "/") else f"{paper}/{name}" for name in chosen]
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise VaelabError(f"{', '.join(unknown)}: no such cell; {paper}'s cells are "
+                          f"{', '.join(n.removeprefix(paper + '/') for n in known)}")
+    return list(dict.fromkeys(wanted))
+
+
+def _table_order(preset: str) -> tuple:
+    """The paper's order: by stochastic layers, then the VAE's cells before the IWAE's, by k."""
+    *group, cell = preset.split("/")
+    objective, _, k = cell.rpartition("-k")
+    return (*group, objective != "vae", int(k) if k.isdigit() else 0, cell)
+
+
+def folder_of(preset: str) -> str:
+    """A cell's run folder name in OUT: `iwae/1-layer/vae-k1` -> `1-layer-vae-k1`."""
+    return preset.split("/", 1)[1].replace("/", "-")
+
+
+def train_cell(preset: str, out: Path, stages: int, *, device: str | None = None, data_dir: str | None = None,
+               progress: bool = False, echo: Callable[[str], Any] = print) -> Path:
+    """Train `preset` on its first `stages` stages into OUT/<cell>, resuming the run there if there is one."""
+    path = out / folder_of(preset)
+    if (path / CHECKPOINT).exists():
+        resume(path, stages=stages, device=device, data_dir=data_dir, progress=progress, echo=echo)
+    else:
+        values = {**load_preset(preset), "stages": stages, "epochs": None}
+        if data_dir is not None:  # any folder of IDX files, as `vaelab train --preset P --data-dir DIR`
+            values.pop("dataset", None)
+            values["data_dir"] = data_dir
+        if device is not None:
+            values["device"] = device
+        train(TrainConfig.from_dict(values, source=f"preset {preset}"), path, progress=progress, echo=echo)
+    return path
+
+
+def score_cell(path: Path, *, iw_k: int = PAPER_K, device: str = "auto", data_dir: str | None = None,
+               progress: bool = False, echo: Callable[[str], Any] = print) -> None:
+    """Score the run with `iw_k` importance samples unless eval.json already holds as many for its weights."""
+    scores = read_eval(load_run(path))
+    if scores is None or scores.log_likelihood is None or scores.iw_k < iw_k:
+        scores = evaluate_run(path, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress, judge=False)
+        what = "scored"
+    else:
+        what = "already scored"
+    echo(f"{display(path)}: {what}, log p(x) with IW K={scores.iw_k:,}: {scores.log_likelihood:.2f} "
+         f"± {scores.log_likelihood_stderr:.2f} nats")
+
+
+def read_cell(path: Path) -> Cell | None:
+    """What the table shows of a preset's scored run at `path`; None if it is not one (yet)."""
+    if not (path / CHECKPOINT).is_file():
+        return None
+    run: Run = load_run(path)
+    scores = read_eval(run)
+    if run.config.preset is None or scores is None or scores.log_likelihood is None:
+        return None
+    return Cell(preset=run.config.preset, paper=paper_cell(run.config.preset).test_log_likelihood,
+                log_likelihood=scores.log_likelihood, stderr=scores.log_likelihood_stderr, iw_k=scores.iw_k,
+                passes=run.epoch, stages=run.config.stages or IWAE_STAGES,
+                seconds=run.metrics[-1]["elapsed"] if run.metrics else 0.0, active_units=scores.active_units)
+
+
+def schedule(cell: Cell) -> str:
+    """The schedule a cell trained, said so that a shortened one cannot pass for the paper's."""
+    target = stage_epochs(cell.stages)
+    if cell.passes < target:
+        return f"{schedule_words(cell.stages)}, {cell.passes:,} passes so far"
+    words = schedule_words(cell.stages)
+    return words if cell.stages == IWAE_STAGES else "shortened: " + words
+
+
+def markdown_table(cells: list[Cell], machine: str) -> str:
+    """The cells beside the paper's numbers, one Markdown row each."""
+    lines = ["| preset | paper | vaelab | gap | schedule | training | active units | machine |",
+             "|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        took = f"{c.seconds / 3600:.2f} h" if c.seconds >= 3600 else f"{c.seconds / 60:.1f} min"
+        lines.append(f"| `{c.preset}` | {c.paper:.2f} | {c.log_likelihood:.2f} ± {c.stderr:.2f} (K={c.iw_k:,}) | "
+                     f"{c.log_likelihood - c.paper:+.2f} | {schedule(c)} | {took} | {c.active_units} | {machine} |")
+    return "\n".join(lines)
+
+
+def comparisons(cells: list[Cell]) -> list[str]:
+    """The paper's comparisons among the cells: each IWAE k > 1 against the VAE k = 1 with as many layers,
+    and each two-layer cell against its one-layer twin, as differences in nats with their standard error
+    (the two estimates' errors combined as if independent; they share the test images, so this overstates
+    it) and a verdict: "holds" when positive, "within noise" when not but within two standard errors, else
+    "fails". Only cells trained for as many passes are compared."""
+    by_name = {c.preset.split("/", 1)[1]: c for c in cells}
+    pairs = [(f"{layers}/iwae-k{k}", f"{layers}/vae-k1") for layers in ("1-layer", "2-layer") for k in (5, 50)]
+    pairs += [(f"2-layer/{cell}", f"1-layer/{cell}") for cell in ("vae-k1", "vae-k5", "vae-k50", "iwae-k5",
+                                                                  "iwae-k50")]
+    lines = []
+    for better, worse in pairs:
+        a, b = by_name.get(better), by_name.get(worse)
+        if a is None or b is None or a.passes != b.passes:
+            continue
+        diff, se = a.log_likelihood - b.log_likelihood, math.hypot(a.stderr, b.stderr)
+        verdict = "holds" if diff > 0 else "within noise" if diff > -2 * se else "fails"
+        lines.append(f"- {better} {a.log_likelihood:.2f} vs {worse} {b.log_likelihood:.2f} "
+                     f"({a.passes:,} pass{'es' if a.passes != 1 else ''}): {diff:+.2f} ± {se:.2f} nats, {verdict}")
+    return lines
+
+
+def machine_name(device: str) -> str:
+    """This machine in a few words, for the table's last column."""
+    import torch
+
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    model = platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {cores} cores, CPU"
+
+
+def table(out: Path, presets: list[str], machine: str) -> str:
+    """The table and the comparisons of the scored cells in OUT, as Markdown."""
+    cells = [c for c in (read_cell(out / folder_of(p)) for p in presets) if c is not None]
+    if not cells:
+        return f"no scored cells in {display(out)} yet"
+    missing = [p for p in presets if p not in {c.preset for c in cells}]
+    text = markdown_table(cells, machine)
+    lines = comparisons(cells)
+    if lines:
+        text += "\n\nThe paper's comparisons:\n" + "\n".join(lines)
+    if missing:
+        text += "\n\nNot trained and scored yet: " + ", ".join(missing)
+    return text
+
+
+def reproduce(paper: str, out: str | Path, *, cells: list[str] | None = None, stages: int = IWAE_STAGES,
+              iw_k: int = PAPER_K, device: str = "auto", data_dir: str | None = None, machine: str | None = None,
+              train_cells: bool = True, progress: bool = False, echo: Callable[[str], Any] = print) -> str:
+    """Train and score each cell of `paper` (or `cells`) into OUT, then write OUT/table.md and return it.
+    `train_cells` False trains and writes nothing: the table of what OUT holds."""
+    presets = cells_of(paper, cells)
+    if not 1 <= stages <= IWAE_STAGES:
+        raise VaelabError(f"--stages must be between 1 and {IWAE_STAGES}, got {stages}")
+    if iw_k < 1:
+        raise VaelabError(f"--iw-k must be at least 1, got {iw_k}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise VaelabError(f"{display(out)} is not a folder; give --out a folder for the cells' runs")
+    if train_cells:
+        for i, preset in enumerate(presets, 1):
+            echo(f"[{i}/{len(presets)}] {preset}: {schedule_words(stages)} -> {display(out / folder_of(preset))}")
+            path = train_cell(preset, out, stages, device=None if device == "auto" else device, data_dir=data_dir,
+                              progress=progress, echo=echo)
+            score_cell(path, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress, echo=echo)
+    text = table(out, presets, machine or machine_name(device))
+    if train_cells:
+        echo("")
+        atomic_write(out / TABLE, (text + "\n").encode(), root=out)
+    return text
+
+
+def schedule_words(stages: int) -> str:
+    """The schedule of the first `stages` stages, in words."""
+    if stages == IWAE_STAGES:
+        return f"the full schedule ({stage_epochs(stages):,} passes)"
+    first = f"stages 1\u2013{stages}" if stages > 1 else "stage 1"
+    return f"{first} ({stage_epochs(stages):,} of {stage_epochs(IWAE_STAGES):,} passes)"
+

@@ -1,0 +1,112 @@
+"""vaelab.reproduce: a paper's table from its presets, trained, scored and compared in one command."""
+
+import json
+import re
+
+import pytest
+
+from vaelab.checkpoint import CHECKPOINT
+from vaelab.cli import main
+from vaelab.errors import VaelabError
+from vaelab.reproduce import Cell, cells_of, comparisons, folder_of, markdown_table, schedule
+
+
+def _cell(preset, ll, se=0.25, passes=13, stages=3, paper=-86.76):
+    return Cell(preset=preset, paper=paper, log_likelihood=ll, stderr=se, iw_k=5000, passes=passes, stages=stages,
+                seconds=600.0, active_units=20)
+
+
+def test_the_iwae_cells_come_in_the_papers_order_and_by_either_name():
+    assert cells_of("iwae") == [f"iwae/{layers}/{cell}" for layers in ("1-layer", "2-layer")
+                                for cell in ("vae-k1", "vae-k5", "vae-k50", "iwae-k1", "iwae-k5", "iwae-k50")]
+    assert cells_of("iwae", ["2-layer/iwae-k5", "iwae/1-layer/vae-k1", "2-layer/iwae-k5"]) == [
+        "iwae/2-layer/iwae-k5", "iwae/1-layer/vae-k1"]
+    assert folder_of("iwae/2-layer/iwae-k50") == "2-layer-iwae-k50"
+
+
+def test_unknown_papers_and_cells_are_named_with_what_there_is():
+    with pytest.raises(VaelabError, match="no presets for 'vae'; papers with presets: iwae"):
+        cells_of("vae")
+    with pytest.raises(VaelabError, match=r"iwae/3-layer/vae-k1: no such cell; iwae's cells are 1-layer/vae-k1, "):
+        cells_of("iwae", ["3-layer/vae-k1"])
+
+
+def test_the_comparisons_are_differences_with_their_standard_error_and_a_verdict():
+    cells = [_cell("iwae/1-layer/vae-k1", -95.40), _cell("iwae/1-layer/iwae-k5", -94.25),
+             _cell("iwae/1-layer/iwae-k50", -96.40, se=0.3),  # a whole nat worse: 1.0 > 2 x 0.39
+             _cell("iwae/2-layer/vae-k1", -95.67, se=0.26), _cell("iwae/2-layer/iwae-k5", -94.07, se=0.26),
+             _cell("iwae/2-layer/iwae-k50", -90.0, passes=40, stages=4)]  # another schedule: not compared
+    assert comparisons(cells) == [
+        "- 1-layer/iwae-k5 -94.25 vs 1-layer/vae-k1 -95.40 (13 passes): +1.15 ± 0.35 nats, holds",
+        "- 1-layer/iwae-k50 -96.40 vs 1-layer/vae-k1 -95.40 (13 passes): -1.00 ± 0.39 nats, fails",
+        "- 2-layer/iwae-k5 -94.07 vs 2-layer/vae-k1 -95.67 (13 passes): +1.60 ± 0.37 nats, holds",
+        "- 2-layer/vae-k1 -95.67 vs 1-layer/vae-k1 -95.40 (13 passes): -0.27 ± 0.36 nats, within noise",
+        "- 2-layer/iwae-k5 -94.07 vs 1-layer/iwae-k5 -94.25 (13 passes): +0.18 ± 0.36 nats, holds",
+    ]
+
+
+def test_a_shortened_schedule_is_said_in_every_row():
+    assert schedule(_cell("iwae/1-layer/vae-k1", -95.0)) == "shortened: stages 1–3 (13 of 3,280 passes)"
+    assert schedule(_cell("iwae/1-layer/vae-k1", -95.0, passes=1, stages=1)) == \
+        "shortened: stage 1 (1 of 3,280 passes)"
+    assert schedule(_cell("iwae/1-layer/vae-k1", -92.0, passes=400, stages=8)) == \
+        "the full schedule (3,280 passes), 400 passes so far"
+    assert schedule(_cell("iwae/1-layer/vae-k1", -87.0, passes=3280, stages=8)) == "the full schedule (3,280 passes)"
+    row = markdown_table([_cell("iwae/1-layer/vae-k1", -95.404)], "a laptop").splitlines()[2]
+    assert row == ("| `iwae/1-layer/vae-k1` | -86.76 | -95.40 ± 0.25 (K=5,000) | -8.64 | shortened: stages 1–3 "
+                   "(13 of 3,280 passes) | 10.0 min | 20 | a laptop |")
+
+
+def test_one_command_trains_scores_and_tabulates_and_again_goes_on_where_it_was(small_mnist, tmp_path, capsys):
+    out = tmp_path / "table"
+    args = ["reproduce", "iwae", "1-layer/vae-k1", "2-layer/vae-k1", "--stages", "1", "--iw-k", "5",
+            "--data-dir", str(small_mnist), "--out", str(out), "--machine", "test machine", "--quiet"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    table = (out / "table.md").read_text()
+    assert printed.endswith("\n\n" + table) and table.startswith("| preset | paper | vaelab | gap |")
+    assert printed.startswith(f"[1/2] iwae/1-layer/vae-k1: stage 1 (1 of 3,280 passes) -> {out / '1-layer-vae-k1'}")
+    assert re.search(r"^.*2-layer-vae-k1: scored, log p\(x\) with IW K=5: -\d+\.\d\d ± \d\.\d\d nats$", printed, re.M)
+    for name in ("1-layer-vae-k1", "2-layer-vae-k1"):
+        scores = json.loads((out / name / "eval.json").read_text())
+        assert scores["iw_k"] == 5 and scores["epoch"] == 1 and scores["judge"] is None
+        assert f"| `iwae/{name[:7]}/vae-k1` |" in printed and f"{scores['log_likelihood']:.2f} ± " in printed
+    assert printed.count("shortened: stage 1 (1 of 3,280 passes)") == 2
+    assert re.search(r"^- 2-layer/vae-k1 -\d+\.\d\d vs 1-layer/vae-k1 -\d+\.\d\d \(1 pass\): ", printed, re.M)
+    assert "Not trained and scored yet" not in printed  # only the cells asked for
+
+    stamps = {p: p.stat().st_mtime_ns for name in ("1-layer-vae-k1", "2-layer-vae-k1")
+              for p in (out / name / CHECKPOINT, out / name / "eval.json")}
+    assert main(args) == 0  # all done: nothing is trained or scored again
+    again = capsys.readouterr().out
+    assert again.count("has already trained 1 epochs; nothing to do") == 2 and again.count(": already scored,") == 2
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+    assert main([*args[:4], "--stages", "2", *args[6:]]) == 0  # a longer schedule extends the runs
+    printed = capsys.readouterr().out
+    assert printed.count("shortened: stages 1–2 (4 of 3,280 passes)") == 2
+    assert json.loads((out / "1-layer-vae-k1" / "eval.json").read_text())["epoch"] == 4
+
+    table = (out / "table.md").read_text()
+    assert main(["reproduce", "iwae", "--table-only", "--out", str(out), "--machine", "m"]) == 0  # every cell
+    printed = capsys.readouterr().out
+    assert printed.count("| `iwae/") == 2 and printed.startswith("| preset |")
+    assert printed.rstrip().endswith("Not trained and scored yet: iwae/1-layer/vae-k5, iwae/1-layer/vae-k50, "
+                                     "iwae/1-layer/iwae-k1, iwae/1-layer/iwae-k5, iwae/1-layer/iwae-k50, "
+                                     "iwae/2-layer/vae-k5, iwae/2-layer/vae-k50, iwae/2-layer/iwae-k1, "
+                                     "iwae/2-layer/iwae-k5, iwae/2-layer/iwae-k50")
+    assert (out / "table.md").read_text() == table  # --table-only writes nothing
+
+
+def test_table_only_trains_nothing_and_a_wrong_out_is_named(small_mnist, tmp_path, capsys):
+    assert main(["reproduce", "iwae", "--table-only", "--out", str(tmp_path / "none")]) == 2
+    assert "none does not exist; give --out the folder of the cells' runs" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["reproduce", "iwae", "--table-only", "--out", str(tmp_path / "empty")]) == 0
+    assert "no scored cells in" in capsys.readouterr().out and list((tmp_path / "empty").iterdir()) == []
+    (tmp_path / "file").write_text("mine")
+    assert main(["reproduce", "iwae", "1-layer/vae-k1", "--stages", "1", "--out", str(tmp_path / "file")]) == 2
+    assert "file is not a folder; give --out a folder" in capsys.readouterr().err
+    assert (tmp_path / "file").read_text() == "mine"
+    assert main(["reproduce", "iwae", "--stages", "9", "--out", str(tmp_path / "x")]) == 2
+    assert "--stages must be between 1 and 8, got 9" in capsys.readouterr().err and not (tmp_path / "x").exists()
