@@ -11,8 +11,8 @@
 #    with cuDNN's deterministic kernels (if so, it may join steps.GRAPHED_MODELS);
 # 2. bench/bench_steps.py --device cuda: steps per second, plain eager loop vs vaelab eager vs graphed
 #    (and, with COMPILE=1, the objective through torch.compile as well);
-# 3. the CELLs on the first STAGES stages of the paper's schedule (bench/table1_runs.sh), scored with
-#    K = 5,000; their logs, configs, metrics and scores are packed into OUT/cells.tgz after each cell.
+# 3. the CELLs on the first STAGES stages of the paper's schedule (`vaelab reproduce iwae CELL`), scored
+#    with K = 5,000; their logs, configs, metrics and scores are packed into OUT/cells.tgz after each cell.
 # Runs under the machine's python3 (PyTorch with CUDA); tomli-w, which it lacks, comes as a wheel in .whl/.
 set -uo pipefail
 out=${1:?OUT} stages=${2:?STAGES}
@@ -40,8 +40,9 @@ fi
 cells=$(mktemp -d)
 for cell in "$@"; do
   start=$(date +%s)
-  VAELAB=/tmp/vaelab bench/table1_runs.sh "$cells" "$stages" "$cell"
+  /tmp/vaelab reproduce iwae "$cell" --stages "$stages" --out "$cells" --device cuda --quiet \
+    > "$cells/${cell/\//-}.log" 2>&1
   echo "$cell: $(( $(date +%s) - start )) s, train and score" | tee -a "$out/cells.txt"
-  tail -3 "$cells/${cell/\//-}.log"
+  tail -6 "$cells/${cell/\//-}.log"
   (cd "$cells" && tar czf "$out/cells.tgz" --exclude='*.safetensors' --exclude='figures' .)
 done
