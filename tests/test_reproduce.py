@@ -1,6 +1,7 @@
 """vaelab.reproduce: a paper's table from its presets, trained, scored and compared in one command."""
 
 import json
+import os
 import re
 
 import pytest
@@ -8,7 +9,9 @@ import pytest
 from vaelab.checkpoint import CHECKPOINT
 from vaelab.cli import main
 from vaelab.errors import VaelabError
+from vaelab.files import exclusive_lock
 from vaelab.reproduce import Cell, cells_of, comparisons, folder_of, markdown_table, schedule
+from vaelab.rundir import LOCK
 
 
 def _cell(preset, ll, se=0.25, passes=13, stages=3, paper=-86.76):
@@ -110,3 +113,18 @@ def test_table_only_trains_nothing_and_a_wrong_out_is_named(small_mnist, tmp_pat
     assert (tmp_path / "file").read_text() == "mine"
     assert main(["reproduce", "iwae", "--stages", "9", "--out", str(tmp_path / "x")]) == 2
     assert "--stages must be between 1 and 8, got 9" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_a_cell_another_process_holds_is_skipped_so_several_commands_can_share_the_cells(small_mnist, tmp_path,
+                                                                                        capsys):
+    out = tmp_path / "table"
+    (out / "1-layer-vae-k1").mkdir(parents=True)
+    with exclusive_lock(out / "1-layer-vae-k1" / LOCK) as held:  # as `vaelab train` holds a run it writes
+        assert held
+        assert main(["reproduce", "iwae", "1-layer/vae-k1", "1-layer/iwae-k5", "--stages", "1", "--iw-k", "5",
+                     "--data-dir", str(small_mnist), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"^skipped: .*1-layer-vae-k1 is being written by another vaelab process", printed, re.M)
+    assert printed.count("| `iwae/") == 1 and "| `iwae/1-layer/iwae-k5` |" in printed
+    assert printed.rstrip().endswith("Not trained and scored yet: iwae/1-layer/vae-k1")
+    assert os.listdir(out / "1-layer-vae-k1") == [LOCK]  # nothing of the other process's was touched

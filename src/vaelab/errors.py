@@ -7,6 +7,10 @@ class VaelabError(Exception):
     exit_code = 2
 
 
+class RunBusy(VaelabError):
+    """Another vaelab process is writing the run folder (it holds the folder's lock)."""
+
+
 class TrainingInterrupted(VaelabError):
     """Ctrl-C, SIGTERM or SIGHUP during training: a consistent checkpoint was saved first.
 

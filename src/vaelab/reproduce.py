@@ -8,6 +8,9 @@ two stochastic layers against one). Each cell is a run folder in OUT, so
 anything cut off (Ctrl-C, SIGTERM, a closed terminal) goes on where it stopped,
 bit for bit, when the same command runs again, and a larger --stages extends
 the runs already there. Cells already trained and scored are not touched again.
+Several such commands may share one OUT (one per core or GPU): a cell another
+process is training or scoring is skipped, and the last to finish prints the
+whole table.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ from typing import Any
 
 from vaelab.checkpoint import CHECKPOINT, Run, load_run
 from vaelab.config import IWAE_STAGES, TrainConfig, stage_epochs
-from vaelab.errors import VaelabError
+from vaelab.errors import RunBusy, VaelabError
 from vaelab.evalfile import read_eval
 from vaelab.evaluate import evaluate_run
 from vaelab.files import atomic_write, display
 from vaelab.presets import list_presets, load_preset, paper_cell
+from vaelab.rundir import RunDir
 from vaelab.training import resume, train
 
 PAPER_K = 5000  # Burda et al. score every cell with 5,000 importance samples
@@ -213,9 +217,13 @@ def reproduce(paper: str, out: str | Path, *, cells: list[str] | None = None, st
     if train_cells:
         for i, preset in enumerate(presets, 1):
             echo(f"[{i}/{len(presets)}] {preset}: {schedule_words(stages)} -> {display(out / folder_of(preset))}")
-            path = train_cell(preset, out, stages, device=None if device == "auto" else device, data_dir=data_dir,
-                              progress=progress, echo=echo)
-            score_cell(path, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress, echo=echo)
+            try:
+                path = train_cell(preset, out, stages, device=None if device == "auto" else device,
+                                  data_dir=data_dir, progress=progress, echo=echo)
+                with RunDir.existing(path):  # scored by one process: another running this command moves on
+                    score_cell(path, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress, echo=echo)
+            except RunBusy as exc:  # another `vaelab reproduce` (or train) has it: so several can share the cells
+                echo(f"skipped: {exc}")
     text = table(out, presets, machine or machine_name(device))
     if train_cells:
         echo("")

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from vaelab.checkpoint import CHECKPOINT
-from vaelab.errors import VaelabError
+from vaelab.errors import RunBusy, VaelabError
 from vaelab.files import display, exclusive_lock, is_leftover, remove_leftovers
 
 LOCK = ".vaelab.lock"
@@ -66,7 +66,7 @@ class RunDir:
             raise VaelabError(f"cannot lock {display(self.path / LOCK)}: {exc.strerror}; check the folder's "
                               "permissions") from None
         if not acquired:
-            raise VaelabError(
+            raise RunBusy(
                 f"{display(self.path)} is being written by another vaelab process{_holder(self.path)}; "
                 f"wait for it to finish or stop it{alternative}"
             )
