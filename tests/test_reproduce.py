@@ -5,12 +5,13 @@ import os
 import re
 
 import pytest
+import torch
 
 from vaelab.checkpoint import CHECKPOINT
 from vaelab.cli import main
 from vaelab.errors import VaelabError
 from vaelab.files import exclusive_lock
-from vaelab.reproduce import Cell, cells_of, comparisons, folder_of, markdown_table, schedule
+from vaelab.reproduce import Cell, cells_of, comparisons, folder_of, machine_name, markdown_table, schedule
 from vaelab.rundir import LOCK
 
 
@@ -128,3 +129,10 @@ def test_a_cell_another_process_holds_is_skipped_so_several_commands_can_share_t
     assert printed.count("| `iwae/") == 1 and "| `iwae/1-layer/iwae-k5` |" in printed
     assert printed.rstrip().endswith("Not trained and scored yet: iwae/1-layer/vae-k1")
     assert os.listdir(out / "1-layer-vae-k1") == [LOCK]  # nothing of the other process's was touched
+
+
+def test_the_machine_column_names_the_cpu_its_vector_unit_and_cores(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    name = machine_name("auto")
+    cores = len(os.sched_getaffinity(0))
+    assert name.endswith(f" ({torch.backends.cpu.get_cpu_capability()}), {cores} cores, CPU"), name

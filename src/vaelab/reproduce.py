@@ -183,7 +183,7 @@ def machine_name(device: str) -> str:
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {cores} cores, CPU"
+    return f"{model} ({torch.backends.cpu.get_cpu_capability()}), {cores} cores, CPU"
 
 
 def table(out: Path, presets: list[str], machine: str) -> str:
