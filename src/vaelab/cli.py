@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from vaelab import figures
-from vaelab.config import TrainConfig, flag
+from vaelab.config import IWAE_STAGES, TrainConfig, flag, stage_epochs
 from vaelab.console import ForgivingStream
 from vaelab.errors import TrainingInterrupted, VaelabError
 from vaelab.figures import int_between, seed_type
@@ -250,9 +250,11 @@ def _add_reproduce_command(sub) -> None:
     p.add_argument("paper", metavar="PAPER", help="whose presets: iwae (Burda et al. 2015, Table 1)")
     p.add_argument("cells", metavar="CELL", nargs="*", help="only these, e.g. 1-layer/vae-k1 (default: all)")
     p.add_argument("--out", metavar="OUT", help="folder of the cells' runs (default: runs/PAPER-stages-N)")
-    p.add_argument("--stages", type=int, default=8, metavar="N",
-                   help="train the first N stages of the schedule (default: 8, the full 3,280 passes)")
-    p.add_argument("--iw-k", type=int, default=5000, metavar="K", help="importance samples (default: 5000)")
+    p.add_argument("--stages", type=int, default=IWAE_STAGES, metavar="N",
+                   help=f"train the first N stages of the schedule (default: {IWAE_STAGES}, the full "
+                        f"{stage_epochs(IWAE_STAGES):,} passes)")
+    p.add_argument("--iw-k", type=int, default=5000, metavar="K",  # reproduce.PAPER_K: the paper's
+                   help="importance samples (default: 5000)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--data-dir", metavar="DIR", help="a folder of IDX files instead of the bundled MNIST")
     p.add_argument("--machine", metavar="TEXT", help="the table's machine column (default: this machine)")
