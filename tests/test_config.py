@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from vaelab.config import TrainConfig, flag, read_config_file
+from vaelab.config import TrainConfig, read_config_file
+from vaelab.config_checks import flag
 from vaelab.errors import VaelabError
 
 

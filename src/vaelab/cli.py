@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from vaelab import figures
-from vaelab.config import IWAE_STAGES, TrainConfig, flag, stage_epochs
+from vaelab.config import IWAE_STAGES, TrainConfig, stage_epochs
+from vaelab.config_checks import flag
 from vaelab.console import ForgivingStream
 from vaelab.errors import TrainingInterrupted, VaelabError
 from vaelab.figures import int_between, seed_type

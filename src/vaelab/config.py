@@ -11,15 +11,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import sys
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
+from vaelab.config_checks import check_types, check_values
 from vaelab.errors import VaelabError
 
 if sys.version_info >= (3, 11):
@@ -41,13 +40,6 @@ OUTPUT_BIASES = ("init", "data_mean")
 VALIDATION_SPLITS = ("random", "end")
 ARTICLE_EPOCHS = 10  # epochs when neither --epochs nor a schedule says otherwise
 IWAE_STAGES = 8  # Burda et al. (2015), section 5: stages i = 0 ... 7 of 3^i passes each
-MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds; JSON readers keep 63 bits exactly
-# Upper limits of the sizes a user can type. Whether a network of the sizes allowed
-# fits in memory is checked again when training starts (vaelab.training).
-LIMITS = {"latent_size": 10_000, "lower_latent_size": 10_000, "hidden_size": 100_000, "upper_hidden_size": 100_000,
-          "epochs": 1_000_000, "batch_size": 1_000_000,
-          "samples": 5_000, "channels": 4_096, "validation": 10_000_000}
-MAX_LAYERS = 16  # hidden layers, or convolutions, a model may have
 
 
 def _option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -167,9 +159,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.dataset is None:  # a bare --data-dir means any folder of IDX files, as before datasets had names
             object.__setattr__(self, "dataset", "folder" if self.data_dir is not None else "mnist")
-        _check_types(self)
+        check_types(self)
         _resolve_schedule(self)
-        _check_values(self)
+        check_values(self)
 
     @property
     def logs_objective(self) -> bool:
@@ -323,106 +315,3 @@ def _resolve_schedule(c: TrainConfig) -> None:
         fail(f"epochs (--epochs) {c.epochs} does not match --stages {c.stages}, which is "
              f"{stage_epochs(c.stages)} epochs; give --stages alone and the epochs follow")
     set_("epochs", stage_epochs(c.stages))
-
-
-def flag(name: str) -> str:
-    """The command-line flag of a config field."""
-    return "--" + name.replace("_", "-")
-
-
-def _check_types(config: TrainConfig) -> None:
-    hints = typing.get_type_hints(TrainConfig)
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        allowed = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is not tuple else ()
-        allowed = allowed or (hints[f.name],)
-        if value is None and type(None) in allowed:
-            continue
-        if float in allowed and isinstance(value, int) and not isinstance(value, bool):
-            object.__setattr__(config, f.name, float(value))  # 1 is a fine learning rate
-            continue
-        if isinstance(value, list) and any(typing.get_origin(t) is tuple for t in allowed):
-            value = tuple(value)
-            object.__setattr__(config, f.name, value)  # JSON and TOML give lists
-        if not any(_is_a(value, t) for t in allowed if t is not type(None)):
-            raise VaelabError(
-                f"{f.name} ({flag(f.name)}) must be {' or '.join(_type_name(t) for t in allowed)}, got {value!r}"
-            )
-
-
-def _is_a(value: Any, kind: Any) -> bool:
-    """isinstance, for the field types a config has: int (never bool), float, str, bool, tuple[int, ...]."""
-    if typing.get_origin(kind) is tuple:
-        return isinstance(value, tuple) and all(_is_a(v, typing.get_args(kind)[0]) for v in value)
-    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-
-
-def _type_name(kind: Any) -> str:
-    if kind is type(None):
-        return "none"
-    if typing.get_origin(kind) is tuple:
-        return f"a list of {typing.get_args(kind)[0].__name__}"
-    return kind.__name__
-
-
-def _check_values(c: TrainConfig) -> None:
-    def fail(name: str, rule: str) -> None:
-        raise VaelabError(f"{name} ({flag(name)}) {rule}, got {getattr(c, name)!r}")
-
-    for name in ("latent_size", "epochs", "batch_size"):
-        if getattr(c, name) < 1:
-            fail(name, "must be at least 1")
-    for name in ("hidden_size", "upper_hidden_size"):
-        if isinstance(getattr(c, name), int) and getattr(c, name) < 1:
-            fail(name, "must be at least 1 (or unset for its default)")
-    if c.lower_latent_size is not None and c.lower_latent_size < 1:
-        fail("lower_latent_size", "must be at least 1 (or unset for 2 x latent size)")
-    for name in ("lower_latent_size", "upper_hidden_size"):
-        if getattr(c, name) is not None and c.model != "mlp2":
-            fail(name, f"sets the upper layers of --model mlp2 only (the model is {c.model})")
-    for name in ("hidden_size", "upper_hidden_size", "channels"):
-        widths = getattr(c, name)
-        if isinstance(widths, tuple) and (len(widths) > MAX_LAYERS or any(w < 1 for w in widths)):
-            fail(name, f"must list at most {MAX_LAYERS} widths, each at least 1")
-    if not 1 <= len(c.channels) <= 4:
-        fail("channels", "must list 1 to 4 widths, one per stride-2 convolution")
-    if c.validation < 0:
-        fail("validation", "must be 0 (none) or a number of training images to hold out")
-    for name, limit in LIMITS.items():
-        value = getattr(c, name)
-        if any(v > limit for v in (value if isinstance(value, tuple) else [value]) if v is not None):
-            fail(name, f"must be at most {limit:,}" + (" each" if isinstance(value, tuple) else ""))
-    if c.channels != (32, 64) and c.model != "conv":
-        fail("channels", f"sets the convolutions of --model conv only (the model is {c.model})")
-    if c.class_names is not None and c.dataset != "folder":
-        fail("class_names", f"names the classes of --dataset folder only; {c.dataset} has its own names")
-    if c.dataset == "folder" and c.data_dir is None:
-        fail("dataset", "folder needs --data-dir: the folder holding the four IDX files")
-    if c.samples < 1:
-        fail("samples", "must be at least 1")
-    if not (math.isfinite(c.beta) and c.beta >= 0):
-        fail("beta", "must be a finite number, 0 or more")
-    if c.beta != 1.0 and c.objective != "beta":
-        fail("beta", f"weights the KL only with --objective beta (the objective is {c.objective})")
-    if not (math.isfinite(c.lr) and c.lr > 0):
-        fail("lr", "must be a positive finite number such as 0.001")
-    for name in ("adam_beta1", "adam_beta2"):
-        if not 0 <= getattr(c, name) < 1:
-            fail(name, "must be at least 0 and below 1")
-    if not (math.isfinite(c.adam_eps) and c.adam_eps > 0):
-        fail("adam_eps", "must be a positive finite number such as 1e-8")
-    if c.optimizer != "adam":
-        for name, default in (("adam_beta1", 0.9), ("adam_beta2", 0.999), ("adam_eps", 1e-8)):
-            if getattr(c, name) != default:
-                fail(name, f"sets Adam only (the optimizer is {c.optimizer}); leave it unset or use --optimizer adam")
-    if c.model == "conv" and (c.init != "pytorch" or c.output_bias != "init"):
-        name = "init" if c.init != "pytorch" else "output_bias"
-        fail(name, f"is defined for --model mlp and mlp2 only (the model is {c.model}); leave it unset")
-    if c.validation_split != "random" and c.validation == 0:
-        fail("validation_split", "chooses the images --validation holds out; give --validation N too")
-    if not 0 <= c.seed <= MAX_SEED:
-        fail("seed", f"must be an integer from 0 to {MAX_SEED}")
-    for f in dataclasses.fields(c):
-        choices = f.metadata["choices"]
-        if choices and getattr(c, f.name) not in choices:
-            fail(f.name, f"must be one of {', '.join(choices)}")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from vaelab.catalog import Classes
-from vaelab.config import MAX_SEED
+from vaelab.config_checks import MAX_SEED
 
 if TYPE_CHECKING:  # pragma: no cover
     from vaelab.checkpoint import Run

@@ -16,7 +16,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from vaelab.config import MAX_LAYERS
+from vaelab.config_checks import MAX_LAYERS
 from vaelab.models.base import ACTIVATIONS, VARIANCES, VAEModel
 from vaelab.models.conv import ConvVAE
 from vaelab.models.mlp import MLPVAE
