@@ -10,10 +10,11 @@ times, side by side in one process and on the same data:
 - vaelab: the step `vaelab train` runs (dynamic binarization of a batch sliced
   from the training tensor, `training.train_step` with the preset's objective and
   its Adam, and the epoch's running sums), from the preset's config;
-- plain: the same maths written as a plain eager PyTorch loop, the way the
-  PyTorch examples write it: `nn.Sequential` networks, `torch.distributions`-free
-  but unfused arithmetic, `torch.optim.Adam` with its defaults (foreach), and
-  PyTorch's default CPU threads.
+- plain: the same maths (tests/test_bench_steps.py checks the bounds agree)
+  written as a plain eager PyTorch loop, the way the PyTorch examples write it:
+  `nn.Sequential` networks, `torch.distributions`-free but unfused arithmetic,
+  `torch.optim.Adam` with its defaults (foreach), and PyTorch's default CPU
+  threads.
 
 On a CPU vaelab's loop adapts its threads to the load every 50 steps, as `vaelab
 train` does (resources.ThreadTuner; VAELAB_THREADS pins them). --busy runs
@@ -59,12 +60,36 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def plain_loop(x_grey: torch.Tensor, k: int, iwae: bool, steps: int, generator: torch.Generator) -> float:
-    """Seconds for `steps` steps of the same model and objective, written plainly."""
+def plain_networks(device: torch.device) -> tuple[nn.Sequential, nn.Sequential]:
+    """The one-layer model as the PyTorch examples would write it: an encoder to (mu, log sigma) and a decoder."""
     torch.manual_seed(0)
     enc = nn.Sequential(nn.Linear(784, 200), nn.Tanh(), nn.Linear(200, 200), nn.Tanh(), nn.Linear(200, 100))
     dec = nn.Sequential(nn.Linear(50, 200), nn.Tanh(), nn.Linear(200, 200), nn.Tanh(), nn.Linear(200, 784))
-    enc, dec = enc.to(x_grey.device), dec.to(x_grey.device)
+    return enc.to(device), dec.to(device)
+
+
+def plain_bound(enc: nn.Module, dec: nn.Module, x: torch.Tensor, k: int, iwae: bool,
+                generator: torch.Generator) -> torch.Tensor:
+    """The batch's bounds (B,), written plainly: the IWAE bound of K samples, or the ELBO with the reconstruction
+    averaged over K samples and the analytic KL, as vaelab's VAE presets train it."""
+    h = enc(x)
+    mu, log_sigma = h[:, :50], h[:, 50:]
+    sigma = torch.exp(log_sigma)
+    eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device)
+    z = mu + sigma * eps
+    logits = dec(z)
+    log_px = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+    if not iwae:
+        kl = 0.5 * (mu.pow(2) + sigma.pow(2) - 1 - 2 * log_sigma).sum(-1)
+        return log_px.mean(0) - kl
+    log_pz = -0.5 * (math.log(2 * math.pi) + z.pow(2)).sum(-1)
+    log_qz = -0.5 * (math.log(2 * math.pi) + 2 * log_sigma + eps.pow(2)).sum(-1)
+    return torch.logsumexp(log_px + log_pz - log_qz, 0) - math.log(k)
+
+
+def plain_loop(x_grey: torch.Tensor, k: int, iwae: bool, steps: int, generator: torch.Generator) -> float:
+    """Seconds for `steps` steps of the same model and objective, written plainly."""
+    enc, dec = plain_networks(x_grey.device)
     opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=1e-3, betas=(0.99, 0.999), eps=5e-6)
     n = len(x_grey)
     _sync(x_grey.device)
@@ -73,18 +98,7 @@ def plain_loop(x_grey: torch.Tensor, k: int, iwae: bool, steps: int, generator: 
     for step in range(steps):
         b = step % (n // 20)
         x = torch.bernoulli(x_grey[perm[b * 20:(b + 1) * 20]], generator=generator)
-        h = enc(x)
-        mu, log_sigma = h[:, :50], h[:, 50:]
-        sigma = torch.exp(log_sigma)
-        eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device)
-        z = mu + sigma * eps
-        logits = dec(z)
-        log_px = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
-        log_pz = -0.5 * (math.log(2 * math.pi) + z.pow(2)).sum(-1)
-        log_qz = -0.5 * (math.log(2 * math.pi) + 2 * log_sigma + eps.pow(2)).sum(-1)
-        log_w = log_px + log_pz - log_qz
-        bound = torch.logsumexp(log_w, 0) - math.log(k) if iwae else log_w.mean(0)
-        loss = -bound.mean()
+        loss = -plain_bound(enc, dec, x, k, iwae, generator).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
