@@ -17,9 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
-from vaelab.config import IWAE_STAGES, TrainConfig
-from vaelab.presets import paper_cell
-from vaelab.reproduce import Cell, comparisons, markdown_table
+from vaelab.config import TrainConfig
+from vaelab.reproduce import Cell, cell_from_records, comparisons, markdown_table
 
 
 def cell(run: Path) -> Cell | None:
@@ -27,20 +26,14 @@ def cell(run: Path) -> Cell | None:
     if not (run / "config.json").is_file() or not (run / "eval.json").is_file():
         return None
     config = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
-    scores = json.loads((run / "eval.json").read_text())
-    if config.preset is None or scores.get("log_likelihood") is None:
-        return None
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return Cell(preset=config.preset, paper=paper_cell(config.preset).test_log_likelihood,
-                log_likelihood=scores["log_likelihood"], stderr=scores["log_likelihood_stderr"],
-                iw_k=scores["iw_k"], passes=rows[-1]["epoch"] if rows else 0, stages=config.stages or IWAE_STAGES,
-                seconds=rows[-1]["elapsed"] if rows else 0.0, active_units=scores["active_units"])
+    return cell_from_records(config, rows, json.loads((run / "eval.json").read_text()))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
-    parser.add_argument("--machine", default="2-core AMD EPYC (AVX2), CPU, 1 thread")
+    parser.add_argument("--machine", help="the machine column (default: the machines the runs' epochs recorded)")
     parser.add_argument("--compare", action="store_true", help="also print the paper's comparisons among the runs")
     args = parser.parse_args()
     cells = [c for c in map(cell, args.runs) if c is not None]

@@ -317,6 +317,13 @@ FORGERIES = {  # name: (edit, what the error says)
     "a metric that is not a number": (
         lambda t, m: m.__setitem__("metrics", json.dumps([{**r, "loglike": "x"} for r in json.loads(m["metrics"])])),
         "its metrics row 1 has loglike 'x'"),
+    "a machine that is not words": (
+        lambda t, m: m.__setitem__("metrics", json.dumps([{**r, "machine": ["x"]} for r in json.loads(m["metrics"])])),
+        "its metrics row 1 has machine ['x']"),
+    "a machine that would break a table's line": (
+        lambda t, m: m.__setitem__("metrics", json.dumps([{**r, "machine": "cpu\n| forged |"}
+                                                          for r in json.loads(m["metrics"])])),
+        "its metrics row 1 has machine 'cpu\\n| forged |'"),
     "data digests not a table": (_metadata_edit("data", _set("sha256", ["abc"])),
                                  "its data sha256 is not a table of file digests"),
     "extra metadata": (lambda t, m: m.__setitem__("comment", "hi"), "its metadata has an unexpected 'comment'"),

@@ -1,9 +1,11 @@
 """vaelab.device: choosing the device, and on CUDA the deterministic cuDNN kernels that make runs repeat."""
 
+import os
+
 import pytest
 import torch
 
-from vaelab.device import resolve_device
+from vaelab.device import describe, resolve_device
 from vaelab.errors import VaelabError
 
 
@@ -42,3 +44,10 @@ def test_cuda_without_a_gpu_is_refused_with_the_fix(monkeypatch, cudnn_flags):
 def test_an_unknown_device_is_named(cudnn_flags):
     with pytest.raises(VaelabError, match="--device 'tpu' is not one of auto, cpu, cuda, mps"):
         resolve_device("tpu")
+
+
+def test_the_cpu_is_described_by_its_vector_unit_and_the_cores_this_process_may_use():
+    name = describe(torch.device("cpu"))
+    cores = len(os.sched_getaffinity(0))
+    assert name.endswith(f" ({torch.backends.cpu.get_cpu_capability()}), {cores} cores, CPU"), name
+    assert len(name) <= 200 and name.isprintable()  # what a checkpoint's metrics may hold

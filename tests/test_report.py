@@ -19,6 +19,7 @@ from vaelab.checkpoint import load_run
 from vaelab.cli import main
 from vaelab.config import TrainConfig
 from vaelab.data import load_split
+from vaelab.device import describe
 from vaelab.evalfile import EvalResult, read_eval
 from vaelab.figures import interpolation_strips
 from vaelab.files import display
@@ -77,6 +78,7 @@ def test_report_embeds_every_figure_and_the_scores(trained_run, capsys, as_digit
     run = load_run(trained_run)
     assert (f"Figures drawn from the weights {run.weights_sha256[:12]} at step {run.step:,}; test scores of the "
             f"weights {run.weights_sha256[:12]} at step {run.step:,}") in page
+    assert f"Trained on: {describe(torch.device('cpu'))}." in page  # the machine its epochs recorded
     assert "<th>latent_size</th>" in page and "<th>binarization</th>" in page and "<th>adam_beta1</th>" in page
     for unused in ("channels", "lower_latent_size", "beta", "stages", "preset"):  # an mlp's, the ELBO's: not shown
         assert f"<th>{unused}</th>" not in page

@@ -9,15 +9,16 @@ import torch
 
 from vaelab.checkpoint import CHECKPOINT
 from vaelab.cli import main
+from vaelab.device import describe
 from vaelab.errors import VaelabError
 from vaelab.files import exclusive_lock
-from vaelab.reproduce import Cell, cells_of, comparisons, folder_of, machine_name, markdown_table, schedule
+from vaelab.reproduce import Cell, cells_of, comparisons, folder_of, markdown_table, schedule
 from vaelab.rundir import LOCK
 
 
-def _cell(preset, ll, se=0.25, passes=13, stages=3, paper=-86.76):
+def _cell(preset, ll, se=0.25, passes=13, stages=3, paper=-86.76, machine="a laptop"):
     return Cell(preset=preset, paper=paper, log_likelihood=ll, stderr=se, iw_k=5000, passes=passes, stages=stages,
-                seconds=600.0, active_units=20)
+                seconds=600.0, active_units=20, machine=machine)
 
 
 def test_the_iwae_cells_come_in_the_papers_order_and_by_either_name():
@@ -56,9 +57,17 @@ def test_a_shortened_schedule_is_said_in_every_row():
     assert schedule(_cell("iwae/1-layer/vae-k1", -92.0, passes=400, stages=8)) == \
         "the full schedule (3,280 passes), 400 passes so far"
     assert schedule(_cell("iwae/1-layer/vae-k1", -87.0, passes=3280, stages=8)) == "the full schedule (3,280 passes)"
-    row = markdown_table([_cell("iwae/1-layer/vae-k1", -95.404)], "a laptop").splitlines()[2]
+    row = markdown_table([_cell("iwae/1-layer/vae-k1", -95.404)]).splitlines()[2]
     assert row == ("| `iwae/1-layer/vae-k1` | -86.76 | -95.40 ± 0.25 (K=5,000) | -8.64 | shortened: stages 1–3 "
                    "(13 of 3,280 passes) | 10.0 min | 20 | a laptop |")
+
+
+def test_each_row_names_the_machines_its_run_recorded_unless_one_is_given():
+    cells = [_cell("iwae/1-layer/vae-k1", -95.4, machine="GPU | 1"), _cell("iwae/1-layer/iwae-k5", -94.0)]
+    rows = markdown_table(cells).splitlines()[2:]
+    assert [row.rsplit("|", 2)[1] for row in rows] == [" GPU / 1 ", " a laptop "]  # a "|" would split the row
+    assert [row.rsplit("|", 2)[1] for row in markdown_table(cells, "the lab's box").splitlines()[2:]] == \
+        [" the lab's box "] * 2
 
 
 def test_one_command_trains_scores_and_tabulates_and_again_goes_on_where_it_was(small_mnist, tmp_path, capsys):
@@ -94,12 +103,15 @@ def test_one_command_trains_scores_and_tabulates_and_again_goes_on_where_it_was(
     table = (out / "table.md").read_text()
     assert main(["reproduce", "iwae", "--table-only", "--out", str(out), "--machine", "m"]) == 0  # every cell
     printed = capsys.readouterr().out
+    assert printed.count(" | m |") == 2
     assert printed.count("| `iwae/") == 2 and printed.startswith("| preset |")
     assert printed.rstrip().endswith("Not trained and scored yet: iwae/1-layer/vae-k5, iwae/1-layer/vae-k50, "
                                      "iwae/1-layer/iwae-k1, iwae/1-layer/iwae-k5, iwae/1-layer/iwae-k50, "
                                      "iwae/2-layer/vae-k5, iwae/2-layer/vae-k50, iwae/2-layer/iwae-k1, "
                                      "iwae/2-layer/iwae-k5, iwae/2-layer/iwae-k50")
     assert (out / "table.md").read_text() == table  # --table-only writes nothing
+    assert main(["reproduce", "iwae", "--table-only", "--out", str(out)]) == 0  # the machine the runs recorded
+    assert capsys.readouterr().out.count(f" | {describe(torch.device('cpu'))} |") == 2
 
 
 def test_table_only_trains_nothing_and_a_wrong_out_is_named(small_mnist, tmp_path, capsys):
@@ -129,10 +141,3 @@ def test_a_cell_another_process_holds_is_skipped_so_several_commands_can_share_t
     assert printed.count("| `iwae/") == 1 and "| `iwae/1-layer/iwae-k5` |" in printed
     assert printed.rstrip().endswith("Not trained and scored yet: iwae/1-layer/vae-k1")
     assert os.listdir(out / "1-layer-vae-k1") == [LOCK]  # nothing of the other process's was touched
-
-
-def test_the_machine_column_names_the_cpu_its_vector_unit_and_cores(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    name = machine_name("auto")
-    cores = len(os.sched_getaffinity(0))
-    assert name.endswith(f" ({torch.backends.cpu.get_cpu_capability()}), {cores} cores, CPU"), name

@@ -12,6 +12,7 @@ import vaelab.training as train_module
 from conftest import SignalAfter
 from vaelab.checkpoint import load_checkpoint, load_run
 from vaelab.config import TrainConfig
+from vaelab.device import describe
 from vaelab.errors import TrainingInterrupted, VaelabError
 from vaelab.signals import stop_after_batch
 from vaelab.training import resume, train
@@ -51,6 +52,7 @@ def test_training_improves_the_elbo_and_logs_the_articles_columns(small_mnist, t
     assert m[-1]["lower_bound"] > m[0]["lower_bound"] + 20
     assert m[-1]["test_elbo"] > m[0]["test_elbo"] + 20
     assert m[-1]["step"] == 4 * 8  # 1,000 images in batches of 128
+    assert {r["machine"] for r in m} == {describe(torch.device("cpu"))}  # each epoch names the machine it ran on
     on_disk = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert on_disk == m
     assert json.loads((tmp_path / "run" / "config.json").read_text()) == run.config.to_dict()

@@ -72,6 +72,9 @@ def check_metrics(rows: Any, epochs: int) -> None:
             check(_is_number(row.get(key)), f"its metrics row {i} has {key} {show(row.get(key))}")
         for key in _METRIC_OPTIONAL:
             check(row.get(key) is None or _is_number(row[key]), f"its metrics row {i} has {key} {show(row[key])}")
+        machine = row.get("machine", "")  # the machine that trained the epoch, in words (absent in older runs)
+        check(isinstance(machine, str) and len(machine) <= 200 and machine.isprintable(),
+              f"its metrics row {i} has machine {show(machine)}")
 
 
 def check_config(values: Any) -> TrainConfig:

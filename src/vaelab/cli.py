@@ -258,7 +258,8 @@ def _add_reproduce_command(sub) -> None:
                    help="importance samples (default: 5000)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--data-dir", metavar="DIR", help="a folder of IDX files instead of the bundled MNIST")
-    p.add_argument("--machine", metavar="TEXT", help="the table's machine column (default: this machine)")
+    p.add_argument("--machine", metavar="TEXT", help="the table's machine column (default: the machines "
+                   "each run's epochs recorded)")
     p.add_argument("--table-only", action="store_true", help="train nothing: the table of what OUT holds")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_reproduce)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import platform
 
 import torch
 
@@ -41,6 +43,24 @@ def _choose(name: str, cuda: bool, mps: bool) -> torch.device:
     if name not in ("cpu", "cuda", "mps"):
         raise VaelabError(f"--device {name!r} is not one of auto, cpu, cuda, mps")
     return torch.device(name)
+
+
+def describe(device: torch.device) -> str:
+    """The machine computing on `device`, in a few words: a GPU's name, or the CPU's model, vector unit and
+    the cores this process may use. Each epoch of a run records it (metrics' "machine"), so a table of
+    results names the machine that trained each run, wherever the table is made."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, CUDA"
+    if device.type == "mps":
+        return f"Apple {platform.machine()}, MPS"
+    model = platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass  # not Linux: the architecture's name will do
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model} ({torch.backends.cpu.get_cpu_capability()}), {cores} cores, CPU"
 
 
 def make_generator(device: torch.device, seed: int) -> torch.Generator:

@@ -34,6 +34,7 @@ from vaelab.evalfile import EvalResult, read_eval
 from vaelab.evaluate import check_iw_k, evaluate_run
 from vaelab.explorer.page import EXPLORER, write_explorer
 from vaelab.files import atomic_write, display
+from vaelab.trainlog import machines
 
 REPORT = "report.html"
 Figure = tuple[str, str, Path]  # section title ("" continues the previous section), caption, PNG
@@ -195,6 +196,8 @@ def _render(run: Run, scores: EvalResult, figures: list[Figure], notes: Sequence
     provenance = (f"Figures drawn from the weights {run.weights_sha256[:12]} at step {run.step:,}; test scores "
                   f"of the weights {scores.weights_sha256[:12]} at step {scores.step:,}, on "
                   f"{scores.n_images:,} test images.")
+    if run.metrics:
+        provenance += f" Trained on: {machines(run.metrics)}."
     unused = run.config.unused_fields()  # e.g. an mlp's channels: shown, they would mislead
     shown = {k: v for k, v in run.config.to_dict().items() if k not in unused}
     shown.update({k: v for k, v in run.data.items() if k not in ("sha256", "binarization")})

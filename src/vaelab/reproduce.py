@@ -16,8 +16,6 @@ whole table.
 from __future__ import annotations
 
 import math
-import os
-import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from vaelab.files import atomic_write, display
 from vaelab.presets import list_presets, load_preset, paper_cell
 from vaelab.rundir import RunDir
 from vaelab.training import resume, train
+from vaelab.trainlog import machines
 
 PAPER_K = 5000  # Burda et al. score every cell with 5,000 importance samples
 TABLE = "table.md"  # written in OUT beside the cells' run folders
@@ -50,6 +49,7 @@ class Cell:
     stages: int  # of the schedule the run was asked for
     seconds: float  # training's wall time, across resumes
     active_units: int
+    machine: str  # the machines that trained it, as its epochs recorded them
 
 
 def papers() -> list[str]:
@@ -120,12 +120,22 @@ def read_cell(path: Path) -> Cell | None:
         return None
     run: Run = load_run(path)
     scores = read_eval(run)
-    if run.config.preset is None or scores is None or scores.log_likelihood is None:
+    if scores is None:
         return None
-    return Cell(preset=run.config.preset, paper=paper_cell(run.config.preset).test_log_likelihood,
-                log_likelihood=scores.log_likelihood, stderr=scores.log_likelihood_stderr, iw_k=scores.iw_k,
-                passes=run.epoch, stages=run.config.stages or IWAE_STAGES,
-                seconds=run.metrics[-1]["elapsed"] if run.metrics else 0.0, active_units=scores.active_units)
+    return cell_from_records(run.config, run.metrics, scores.to_dict())
+
+
+def cell_from_records(config: TrainConfig, metrics: list[dict[str, Any]], scores: dict[str, Any]) -> Cell | None:
+    """A cell from a run's config, its metrics' rows and its eval.json's values; None if it is not a scored
+    preset run. `read_cell` checks the records against the weights first; bench/table1.py, for runs kept
+    without weights, cannot."""
+    if config.preset is None or scores.get("log_likelihood") is None:
+        return None
+    return Cell(preset=config.preset, paper=paper_cell(config.preset).test_log_likelihood,
+                log_likelihood=scores["log_likelihood"], stderr=scores["log_likelihood_stderr"],
+                iw_k=scores["iw_k"], passes=len(metrics), stages=config.stages or IWAE_STAGES,
+                seconds=metrics[-1]["elapsed"] if metrics else 0.0, active_units=scores["active_units"],
+                machine=machines(metrics))
 
 
 def schedule(cell: Cell) -> str:
@@ -137,14 +147,15 @@ def schedule(cell: Cell) -> str:
     return words if cell.stages == IWAE_STAGES else "shortened: " + words
 
 
-def markdown_table(cells: list[Cell], machine: str) -> str:
-    """The cells beside the paper's numbers, one Markdown row each."""
+def markdown_table(cells: list[Cell], machine: str | None = None) -> str:
+    """The cells beside the paper's numbers, one Markdown row each; `machine` replaces every cell's own."""
     lines = ["| preset | paper | vaelab | gap | schedule | training | active units | machine |",
              "|---|---|---|---|---|---|---|---|"]
     for c in cells:
         took = f"{c.seconds / 3600:.2f} h" if c.seconds >= 3600 else f"{c.seconds / 60:.1f} min"
         lines.append(f"| `{c.preset}` | {c.paper:.2f} | {c.log_likelihood:.2f} ± {c.stderr:.2f} (K={c.iw_k:,}) | "
-                     f"{c.log_likelihood - c.paper:+.2f} | {schedule(c)} | {took} | {c.active_units} | {machine} |")
+                     f"{c.log_likelihood - c.paper:+.2f} | {schedule(c)} | {took} | {c.active_units} | "
+                     f"{(machine or c.machine).replace('|', '/')} |")
     return "\n".join(lines)
 
 
@@ -170,23 +181,7 @@ def comparisons(cells: list[Cell]) -> list[str]:
     return lines
 
 
-def machine_name(device: str) -> str:
-    """This machine in a few words, for the table's last column."""
-    import torch
-
-    if device in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    model = platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model} ({torch.backends.cpu.get_cpu_capability()}), {cores} cores, CPU"
-
-
-def table(out: Path, presets: list[str], machine: str) -> str:
+def table(out: Path, presets: list[str], machine: str | None = None) -> str:
     """The table and the comparisons of the scored cells in OUT, as Markdown."""
     cells = [c for c in (read_cell(out / folder_of(p)) for p in presets) if c is not None]
     if not cells:
@@ -224,7 +219,7 @@ def reproduce(paper: str, out: str | Path, *, cells: list[str] | None = None, st
                     score_cell(path, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress, echo=echo)
             except RunBusy as exc:  # another `vaelab reproduce` (or train) has it: so several can share the cells
                 echo(f"skipped: {exc}")
-    text = table(out, presets, machine or machine_name(device))
+    text = table(out, presets, machine)
     if train_cells:
         echo("")
         atomic_write(out / TABLE, (text + "\n").encode(), root=out)

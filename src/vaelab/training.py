@@ -28,7 +28,7 @@ from vaelab.data import (
     absolute_data_dir,
     data_mismatches,
 )
-from vaelab.device import make_generator, resolve_device, restore_generator, state_origin
+from vaelab.device import describe, make_generator, resolve_device, restore_generator, state_origin
 from vaelab.errors import Diverged, TrainingInterrupted, VaelabError
 from vaelab.evaluate import elbo_terms
 from vaelab.files import display
@@ -340,7 +340,8 @@ def _epoch_metrics(s: _Session, started: float) -> dict[str, Any]:
         row.update(valid_elbo=valid.elbo.mean().item(), valid_loglike=valid.loglike.mean().item(),
                    valid_kl=valid.kl.mean().item())
     seconds = time.perf_counter() - started  # this session's share of the epoch, test included
-    return {**row, "seconds": seconds, "elapsed": s.position.elapsed + seconds, "step": s.position.step}
+    return {**row, "seconds": seconds, "elapsed": s.position.elapsed + seconds, "step": s.position.step,
+            "machine": describe(s.data.train.device)}
 
 
 def _test_scores(model: VAEModel, x: torch.Tensor, seed: int) -> ElboTerms:

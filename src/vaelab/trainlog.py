@@ -42,3 +42,12 @@ def log_header(config: TrainConfig) -> str:
     """The log's column names: the article's, then the objective's own value and the validation ELBO if any."""
     label = objective_label(config)
     return HEADER + (f" {label:>13}" if label else "") + (f" {'valid ELBO':>10}" if config.validation else "")
+
+
+def machines(metrics: list[dict[str, Any]]) -> str:
+    """The machines that trained a run's epochs, in the order they first did; runs from before epochs
+    recorded it say so."""
+    names = list(dict.fromkeys(row["machine"] for row in metrics if row.get("machine")))
+    if any(not row.get("machine") for row in metrics):
+        names.append("some passes not recorded" if names else "not recorded")
+    return "; ".join(names) or "not recorded"
