@@ -28,6 +28,22 @@ def report(exc: KeyboardInterrupt) -> tuple[str, int]:
 
 
 @contextmanager
+def _handled(handler: Callable[[int, object], None]) -> Iterator[bool]:
+    """Route the stop signals to `handler` while the block runs, then restore the old handlers. Yields False,
+    and changes nothing, off the main thread, where signals are not ours to handle."""
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig in STOP}
+    except ValueError:  # not the main thread
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
 def deferred() -> Iterator[None]:
     """Hold stop signals while the block runs, then act on the first one that came.
 
@@ -36,20 +52,8 @@ def deferred() -> Iterator[None]:
     the signal until the import is over turns it into a clean stop instead.
     """
     received: list[int] = []
-
-    def note(signum, frame):
-        received.append(signum)
-
-    try:
-        previous = {sig: signal.signal(sig, note) for sig in STOP}
-    except ValueError:  # not the main thread: signals are not ours to handle
+    with _handled(lambda signum, frame: received.append(signum)):
         yield
-        return
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if received:
         raise KeyboardInterrupt if received[0] == signal.SIGINT else Stopped(received[0])
 
@@ -91,13 +95,5 @@ def stop_after_batch() -> Iterator[Callable[[], int]]:
             raise KeyboardInterrupt
         received = signum
 
-    try:
-        previous = {sig: signal.signal(sig, handler) for sig in STOP}
-    except ValueError:  # not the main thread: leave signals alone
-        yield lambda: 0
-        return
-    try:
-        yield lambda: received
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    with _handled(handler) as ours:
+        yield (lambda: received) if ours else (lambda: 0)

@@ -1,0 +1,87 @@
+"""vaelab.signals: Ctrl-C, SIGTERM and SIGHUP held, turned into a stop after the batch, or raised, and the
+previous handlers always given back."""
+
+import os
+import signal
+import threading
+
+import pytest
+
+from vaelab.errors import Stopped
+from vaelab.signals import STOP, deferred, raise_on_stop_signals, report, stop_after_batch, stopped_by
+
+
+@pytest.fixture
+def handlers():
+    """The stop signals' handlers before the test, checked to be back in place after it."""
+    before = {sig: signal.getsignal(sig) for sig in STOP}
+    yield before
+    assert {sig: signal.getsignal(sig) for sig in STOP} == before
+
+
+def _send(sig):
+    os.kill(os.getpid(), sig)  # Python runs the handler before the next line
+
+
+@pytest.mark.parametrize("sig, raised", [(signal.SIGTERM, Stopped), (signal.SIGHUP, Stopped),
+                                         (signal.SIGINT, KeyboardInterrupt)])
+def test_a_signal_during_a_deferred_block_is_held_until_the_block_ends(handlers, sig, raised):
+    done = []
+    with pytest.raises(raised) as caught:
+        with deferred():
+            _send(sig)
+            _send(signal.SIGTERM)  # a second one changes nothing: the first decides
+            done.append("the rest of the block")
+    assert done == ["the rest of the block"]
+    assert report(caught.value) == (("vaelab: interrupted", 130) if sig == signal.SIGINT
+                                    else (f"vaelab: stopped by {signal.Signals(sig).name}", 128 + sig))
+
+
+def test_a_deferred_block_without_signals_ends_quietly_and_an_error_in_it_passes_through(handlers):
+    with deferred():
+        pass
+    with pytest.raises(ValueError, match="inside"), deferred():
+        raise ValueError("inside")
+
+
+def test_the_first_signal_asks_training_to_stop_after_its_batch_and_a_second_stops_at_once(handlers):
+    with stop_after_batch() as stop:
+        assert stop() == 0
+        _send(signal.SIGTERM)
+        assert stop() == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            _send(signal.SIGINT)
+    assert stop() == signal.SIGTERM
+
+
+def test_off_the_main_thread_the_handlers_are_left_alone(handlers):
+    seen = []
+
+    def work():
+        with stop_after_batch() as stop, deferred():
+            seen.append(stop())
+            seen.append({sig: signal.getsignal(sig) for sig in STOP} == handlers)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert seen == [0, True]
+
+
+def test_sigterm_and_sighup_raise_as_ctrl_c_does_until_the_old_handlers_are_back(handlers):
+    previous = raise_on_stop_signals()
+    try:
+        assert set(previous) == set(STOP) - {signal.SIGINT}
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            with pytest.raises(Stopped) as caught:
+                _send(sig)
+            assert caught.value.signum == sig
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def test_training_says_what_stopped_it():
+    assert stopped_by(signal.SIGINT) == "interrupted (Ctrl-C)"
+    assert stopped_by(signal.SIGHUP) == "stopped by SIGHUP (the terminal closed)"
+    assert stopped_by(signal.SIGTERM) == "stopped by SIGTERM"
