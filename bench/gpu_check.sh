@@ -13,6 +13,8 @@
 #    (and, with COMPILE=1, the objective through torch.compile as well);
 # 3. the CELLs on the first STAGES stages of the paper's schedule (`vaelab reproduce iwae CELL`), scored
 #    with K = 5,000; their logs, configs, metrics and scores are packed into OUT/cells.tgz after each cell.
+#    With JOBS=N, all the CELLs in one `vaelab reproduce --jobs N` (N processes sharing the GPU), packed
+#    every 30 s, so what a time limit cuts off still comes back.
 # Runs under the machine's python3 (PyTorch with CUDA); tomli-w, which it lacks, comes as a wheel in .whl/.
 set -uo pipefail
 out=${1:?OUT} stages=${2:?STAGES}
@@ -38,11 +40,25 @@ if [ "${COMPILE:-0}" = 1 ]; then  # the torch.compile experiment: compiling take
 fi
 
 cells=$(mktemp -d)
+pack() { (cd "$cells" && tar czf "$out/cells.tgz.part" --exclude='*.safetensors' --exclude='figures' . \
+          && mv "$out/cells.tgz.part" "$out/cells.tgz"); }
+if [ "${JOBS:-1}" -gt 1 ]; then  # all the CELLs at once, JOBS processes sharing the GPU; packed every 30 s
+  while sleep 30; do pack; done &
+  packer=$!
+  start=$(date +%s)
+  /tmp/vaelab reproduce iwae "$@" --stages "$stages" --out "$cells" --device cuda --quiet --jobs "$JOBS" \
+    > "$cells/reproduce.log" 2>&1
+  echo "$*: $(( $(date +%s) - start )) s, train and score, --jobs $JOBS" | tee -a "$out/cells.txt"
+  kill "$packer"
+  tail -30 "$cells/reproduce.log"
+  pack
+  exit 0
+fi
 for cell in "$@"; do
   start=$(date +%s)
   /tmp/vaelab reproduce iwae "$cell" --stages "$stages" --out "$cells" --device cuda --quiet \
     > "$cells/${cell/\//-}.log" 2>&1
   echo "$cell: $(( $(date +%s) - start )) s, train and score" | tee -a "$out/cells.txt"
   tail -6 "$cells/${cell/\//-}.log"
-  (cd "$cells" && tar czf "$out/cells.tgz" --exclude='*.safetensors' --exclude='figures' .)
+  pack
 done

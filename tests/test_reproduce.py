@@ -3,6 +3,10 @@
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -12,7 +16,7 @@ from vaelab.cli import main
 from vaelab.device import describe
 from vaelab.errors import VaelabError
 from vaelab.files import exclusive_lock
-from vaelab.reproduce import Cell, cells_of, comparisons, folder_of, markdown_table, schedule
+from vaelab.reproduce import CLAIMS, Cell, cells_of, comparisons, folder_of, markdown_table, schedule
 from vaelab.rundir import LOCK
 
 
@@ -141,3 +145,68 @@ def test_a_cell_another_process_holds_is_skipped_so_several_commands_can_share_t
     assert printed.count("| `iwae/") == 1 and "| `iwae/1-layer/iwae-k5` |" in printed
     assert printed.rstrip().endswith("Not trained and scored yet: iwae/1-layer/vae-k1")
     assert os.listdir(out / "1-layer-vae-k1") == [LOCK]  # nothing of the other process's was touched
+
+
+def test_jobs_share_the_cells_so_that_each_is_trained_and_scored_once(small_mnist, tmp_path, capsys):
+    out = tmp_path / "table"
+    cells = ["1-layer/vae-k1", "1-layer/iwae-k5", "2-layer/vae-k1"]
+    assert main(["reproduce", "iwae", *cells, "--stages", "1", "--iw-k", "5", "--jobs", "2",
+                 "--data-dir", str(small_mnist), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    log = (out / "helper-2.log").read_text()
+    assert re.search(rf"^helper 2: pid \d+, its output in {re.escape(str(out / 'helper-2.log'))}$", printed, re.M)
+    assert log.startswith("--- ") and "reproduce iwae iwae/1-layer/vae-k1 " in log.splitlines()[0]
+    scored = re.findall(r"^.*/(\S+): scored, log p\(x\)", printed + log, re.M)
+    assert sorted(scored) == sorted(folder_of(f"iwae/{c}") for c in cells)  # each once, by one of the two
+    assert 0 < len(re.findall(": scored, ", log)) < 3  # the helper took some, not all
+    assert log.count("skipped: another `vaelab reproduce` is training or scoring it") + \
+        printed.count("skipped: another `vaelab reproduce` is training or scoring it") >= len(cells) - 1
+    assert printed.count("| `iwae/") == 3 and (out / "table.md").read_text() in printed
+    for cell in cells:
+        assert json.loads((out / folder_of(f"iwae/{cell}") / "eval.json").read_text())["epoch"] == 1
+
+
+def test_a_cell_another_reproduce_has_claimed_is_left_to_it(small_mnist, tmp_path, capsys):
+    out = tmp_path / "table"
+    (out / CLAIMS).mkdir(parents=True)
+    with exclusive_lock(out / CLAIMS / "1-layer-vae-k1") as held:
+        assert held
+        assert main(["reproduce", "iwae", "1-layer/vae-k1", "1-layer/iwae-k5", "--stages", "1", "--iw-k", "5",
+                     "--data-dir", str(small_mnist), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped: another `vaelab reproduce` is training or scoring it" in printed
+    assert not (out / "1-layer-vae-k1").exists() and (out / "1-layer-iwae-k5" / "eval.json").is_file()
+
+
+def test_bad_jobs_are_refused(tmp_path, capsys):
+    assert main(["reproduce", "iwae", "--jobs", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "--jobs must be between 1 and 64, got 0" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_a_signal_stops_the_command_and_its_helpers_and_the_cells_go_on_after(small_mnist, tmp_path):
+    out = tmp_path / "table"
+    args = [sys.executable, "-m", "vaelab", "reproduce", "iwae", "1-layer/vae-k1", "2-layer/vae-k1",
+            "--stages", "4", "--iw-k", "5", "--jobs", "2", "--data-dir", str(small_mnist), "--out", str(out)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    metrics = [out / cell / "metrics.jsonl" for cell in ("1-layer-vae-k1", "2-layer-vae-k1")]
+    try:
+        deadline = time.monotonic() + 600  # a busy 2-core machine: minutes
+        while not all(m.exists() and len(m.read_text().splitlines()) >= 2 for m in metrics):  # both cells training
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.2)
+        helper = int(re.search(r"^helper 2: pid (\d+)", proc.stdout.readline(), re.M).group(1))
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and "stopped by SIGTERM" in err and "Traceback" not in err
+    with pytest.raises(ProcessLookupError):
+        os.kill(helper, 0)  # the helper ended before the command did
+    log = (out / "helper-2.log").read_text()
+    assert "stopped by SIGTERM" in log and "checkpoint is saved" in log
+    assert all(2 <= len(m.read_text().splitlines()) < 40 for m in metrics)
+    assert main(["reproduce", "iwae", "1-layer/vae-k1", "2-layer/vae-k1", "--stages", "4", "--iw-k", "5",
+                 "--data-dir", str(small_mnist), "--out", str(out), "--quiet"]) == 0  # goes on where they were
+    for cell in ("1-layer-vae-k1", "2-layer-vae-k1"):
+        assert json.loads((out / cell / "eval.json").read_text())["epoch"] == 40

@@ -260,6 +260,8 @@ def _add_reproduce_command(sub) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="a folder of IDX files instead of the bundled MNIST")
     p.add_argument("--machine", metavar="TEXT", help="the table's machine column (default: the machines "
                    "each run's epochs recorded)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="train N cells at once, in N processes (default: 1); each takes the next cell not taken")
     p.add_argument("--table-only", action="store_true", help="train nothing: the table of what OUT holds")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_reproduce)
@@ -274,7 +276,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     try:
         text = reproduce(args.paper, out, cells=args.cells, stages=args.stages, iw_k=args.iw_k, device=args.device,
                          data_dir=args.data_dir, machine=args.machine, train_cells=not args.table_only,
-                         progress=not args.quiet and sys.stderr.isatty())
+                         jobs=args.jobs, progress=not args.quiet and sys.stderr.isatty())
     except TrainingInterrupted as exc:
         raise TrainingInterrupted(f"{exc}; or run this `vaelab reproduce` again: it goes on with every cell",
                                   exit_code=exc.exit_code) from None

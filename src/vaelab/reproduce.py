@@ -8,9 +8,10 @@ two stochastic layers against one). Each cell is a run folder in OUT, so
 anything cut off (Ctrl-C, SIGTERM, a closed terminal) goes on where it stopped,
 bit for bit, when the same command runs again, and a larger --stages extends
 the runs already there. Cells already trained and scored are not touched again.
-Several such commands may share one OUT (one per core or GPU): a cell another
-process is training or scoring is skipped, and the last to finish prints the
-whole table.
+`--jobs N` trains N cells at once, in N processes (vaelab.workers); several
+such commands may also share one OUT. Each process claims a cell before it
+trains and scores it (a lock in OUT/.claims/), and skips the cells others have
+claimed; the command prints the whole table once its helpers are done.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vaelab import workers
 from vaelab.checkpoint import CHECKPOINT, Run, load_run
 from vaelab.config import IWAE_STAGES, TrainConfig, stage_epochs
 from vaelab.errors import RunBusy, VaelabError
 from vaelab.evalfile import read_eval
 from vaelab.evaluate import evaluate_run
-from vaelab.files import atomic_write, display
+from vaelab.files import atomic_write, display, exclusive_lock
 from vaelab.presets import list_presets, load_preset, paper_cell
 from vaelab.rundir import RunDir
 from vaelab.training import resume, train
@@ -34,6 +36,8 @@ from vaelab.trainlog import machines
 
 PAPER_K = 5000  # Burda et al. score every cell with 5,000 importance samples
 TABLE = "table.md"  # written in OUT beside the cells' run folders
+CLAIMS = ".claims"  # OUT/.claims/<cell>: locked by the process training and scoring the cell
+MAX_JOBS = 64
 
 
 @dataclass(frozen=True)
@@ -198,32 +202,73 @@ def table(out: Path, presets: list[str], machine: str | None = None) -> str:
 
 def reproduce(paper: str, out: str | Path, *, cells: list[str] | None = None, stages: int = IWAE_STAGES,
               iw_k: int = PAPER_K, device: str = "auto", data_dir: str | None = None, machine: str | None = None,
-              train_cells: bool = True, progress: bool = False, echo: Callable[[str], Any] = print) -> str:
+              train_cells: bool = True, jobs: int = 1, progress: bool = False,
+              echo: Callable[[str], Any] = print) -> str:
     """Train and score each cell of `paper` (or `cells`) into OUT, then write OUT/table.md and return it.
-    `train_cells` False trains and writes nothing: the table of what OUT holds."""
+    `jobs` > 1 starts that many processes in all, each taking the cells nobody has claimed. `train_cells`
+    False trains and writes nothing: the table of what OUT holds."""
     presets = cells_of(paper, cells)
     if not 1 <= stages <= IWAE_STAGES:
         raise VaelabError(f"--stages must be between 1 and {IWAE_STAGES}, got {stages}")
     if iw_k < 1:
         raise VaelabError(f"--iw-k must be at least 1, got {iw_k}")
+    if not 1 <= jobs <= MAX_JOBS:
+        raise VaelabError(f"--jobs must be between 1 and {MAX_JOBS}, got {jobs}")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise VaelabError(f"{display(out)} is not a folder; give --out a folder for the cells' runs")
+    failed: list[str] = []
     if train_cells:
-        for i, preset in enumerate(presets, 1):
-            echo(f"[{i}/{len(presets)}] {preset}: {schedule_words(stages)} -> {display(out / folder_of(preset))}")
-            try:
-                path = train_cell(preset, out, stages, device=None if device == "auto" else device,
-                                  data_dir=data_dir, progress=progress, echo=echo)
-                with RunDir.existing(path):  # scored by one process: another running this command moves on
-                    score_cell(path, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress, echo=echo)
-            except RunBusy as exc:  # another `vaelab reproduce` (or train) has it: so several can share the cells
-                echo(f"skipped: {exc}")
+        failed = _train_and_score(paper, presets, out, stages, iw_k=iw_k, device=device, data_dir=data_dir,
+                                  jobs=min(jobs, len(presets)), progress=progress, echo=echo)
     text = table(out, presets, machine)
     if train_cells:
         echo("")
         atomic_write(out / TABLE, (text + "\n").encode(), root=out)
+    if failed:
+        raise VaelabError("; ".join(failed) + f"; the table of the cells done is in {display(out / TABLE)}")
     return text
+
+
+def _train_and_score(paper: str, presets: list[str], out: Path, stages: int, *, iw_k: int, device: str,
+                     data_dir: str | None, jobs: int, progress: bool, echo: Callable[[str], Any]) -> list[str]:
+    """Each cell not claimed by another process, trained and scored; with helpers if `jobs` > 1. Returns a
+    line for each helper that failed."""
+    (out / CLAIMS).mkdir(parents=True, exist_ok=True)
+    argv = ["reproduce", paper, *presets, "--out", str(out), "--stages", str(stages), "--iw-k", str(iw_k),
+            "--device", device, "--quiet", *(["--data-dir", data_dir] if data_dir else [])]
+    helpers = workers.start([argv] * (jobs - 1), [out / f"helper-{n}.log" for n in range(2, jobs + 1)])
+    for helper in helpers:
+        echo(f"helper {helper.number}: pid {helper.process.pid}, its output in {display(helper.log)}")
+    try:
+        for i, preset in enumerate(presets, 1):
+            echo(f"[{i}/{len(presets)}] {preset}: {schedule_words(stages)} -> {display(out / folder_of(preset))}")
+            _claim_cell(preset, out, stages, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress,
+                        echo=echo)
+        if any(helper.process.poll() is None for helper in helpers):
+            echo(f"waiting for the helpers to finish their cells ({', '.join(display(h.log) for h in helpers)})")
+        return workers.wait(helpers)
+    except BaseException as exc:  # stopped, or failed: the helpers stop too, as they would alone
+        workers.stop(helpers, workers.signal_of(exc))
+        workers.wait(helpers)
+        raise
+
+
+def _claim_cell(preset: str, out: Path, stages: int, *, iw_k: int, device: str, data_dir: str | None,
+                progress: bool, echo: Callable[[str], Any]) -> None:
+    """Train and score one cell, unless another process has claimed it (OUT/.claims/<cell>, held while it
+    trains and scores; released when it ends or dies) or is writing its run folder."""
+    with exclusive_lock(out / CLAIMS / folder_of(preset)) as ours:
+        if not ours:
+            echo("skipped: another `vaelab reproduce` is training or scoring it")
+            return
+        try:
+            path = train_cell(preset, out, stages, device=None if device == "auto" else device,
+                              data_dir=data_dir, progress=progress, echo=echo)
+            with RunDir.existing(path):  # scored by one process: a `vaelab eval` or `train` meanwhile waits
+                score_cell(path, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress, echo=echo)
+        except RunBusy as exc:  # a `vaelab train --resume` of the user's has it
+            echo(f"skipped: {exc}")
 
 
 def schedule_words(stages: int) -> str:
