@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from vaelab.config import TrainConfig
-from vaelab.reproduce import Cell, cell_from_records, comparisons, markdown_table
+from vaelab.reproduce import Cell, cell_from_records, comparisons, markdown_table, table_order
 
 
 def cell(run: Path) -> Cell | None:
@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--machine", help="the machine column (default: the machines the runs' epochs recorded)")
     parser.add_argument("--compare", action="store_true", help="also print the paper's comparisons among the runs")
     args = parser.parse_args()
-    cells = [c for c in map(cell, args.runs) if c is not None]
+    cells = sorted((c for c in map(cell, args.runs) if c is not None), key=lambda c: table_order(c.preset))
     print(markdown_table(cells, args.machine))
     if args.compare:
         print("\nThe paper's comparisons:\n" + "\n".join(comparisons(cells)))

@@ -65,7 +65,7 @@ def cells_of(paper: str, chosen: list[str] | None = None) -> list[str]:
     """The presets of `paper`, or those `chosen` (with or without the paper's prefix), in the table's order."""
     if paper not in papers():
         raise VaelabError(f"no presets for {paper!r}; papers with presets: {', '.join(papers())}")
-    known = sorted((name for name in list_presets() if name.startswith(paper + "/")), key=_table_order)
+    known = sorted((name for name in list_presets() if name.startswith(paper + "/")), key=table_order)
     if not chosen:
         return known
     wanted = [name if name.startswith(paper + "/") else f"{paper}/{name}" for name in chosen]
@@ -76,7 +76,7 @@ def cells_of(paper: str, chosen: list[str] | None = None) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
-def _table_order(preset: str) -> tuple:
+def table_order(preset: str) -> tuple:
     """The paper's order: by stochastic layers, then the VAE's cells before the IWAE's, by k."""
     *group, cell = preset.split("/")
     objective, _, k = cell.rpartition("-k")
