@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from vaelab import figures
+from vaelab.argtypes import int_between, seed_type
 from vaelab.config import IWAE_STAGES, TrainConfig, stage_epochs
 from vaelab.config_checks import flag
 from vaelab.console import ForgivingStream
 from vaelab.errors import TrainingInterrupted, VaelabError
-from vaelab.figures import int_between, seed_type
 from vaelab.files import display
 from vaelab.signals import deferred, raise_on_stop_signals, report
 

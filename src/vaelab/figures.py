@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
+from vaelab.argtypes import class_label, int_between, seed_type
 from vaelab.catalog import Classes
-from vaelab.config_checks import MAX_SEED
 
 if TYPE_CHECKING:  # pragma: no cover
     from vaelab.checkpoint import Run
@@ -36,38 +36,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ARTICLE_STRIPS = ((1, 4, "lerp"), (3, 8, "slerp"))  # the article's interpolations, when those digits exist
 EMBED_NAMES = {"tsne": "t-SNE", "pca": "PCA", "umap": "UMAP"}
-
-
-# ----------------------------------------------------------------------------- argparse types
-
-
-def int_between(low: int, high: int, *, commas: bool = True):
-    """argparse type of an integer from `low` to `high`: a typo cannot ask for a giant figure."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or not low <= value <= high:
-            shown = f"{low:,} to {high:,}" if commas else f"{low} to {high}"
-            raise argparse.ArgumentTypeError(f"must be an integer from {shown}, got {text}")
-        return value
-
-    return parse
-
-
-def seed_type(text: str) -> int:
-    """argparse type of a seed: an integer from 0 to 2**63 - 1."""
-    return int_between(0, MAX_SEED, commas=False)(text)
-
-
-def class_label(text: str) -> int | str:
-    """argparse type of a class: a number from 0 to 255, or a name the run's classes resolve once it is loaded."""
-    stripped = text.strip()
-    if stripped.lstrip("-+").isdigit():
-        return int_between(0, 255)(stripped)
-    return stripped
 
 
 # ----------------------------------------------------------------------------- the entries
