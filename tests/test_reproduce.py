@@ -210,3 +210,17 @@ def test_a_signal_stops_the_command_and_its_helpers_and_the_cells_go_on_after(sm
                  "--data-dir", str(small_mnist), "--out", str(out), "--quiet"]) == 0  # goes on where they were
     for cell in ("1-layer-vae-k1", "2-layer-vae-k1"):
         assert json.loads((out / cell / "eval.json").read_text())["epoch"] == 40
+
+
+def test_a_first_start_that_fails_leaves_no_out_behind(tmp_path, capsys):
+    out = tmp_path / "table"
+    assert main(["reproduce", "iwae", "1-layer/vae-k1", "--stages", "1", "--data-dir", str(tmp_path / "none"),
+                 "--out", str(out), "--quiet"]) == 2
+    assert "none does not exist; point --data-dir at the folder holding the four IDX files" in \
+        capsys.readouterr().err
+    assert not out.exists()
+    out.mkdir()  # a folder the user made is theirs: only the claims go into it
+    (out / "notes.txt").write_text("mine")
+    assert main(["reproduce", "iwae", "1-layer/vae-k1", "--stages", "1", "--data-dir", str(tmp_path / "none"),
+                 "--out", str(out), "--quiet"]) == 2
+    assert (out / "notes.txt").read_text() == "mine" and sorted(os.listdir(out)) == [CLAIMS, "notes.txt"]

@@ -17,7 +17,9 @@ claimed; the command prints the whole table once its helpers are done.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,8 +221,14 @@ def reproduce(paper: str, out: str | Path, *, cells: list[str] | None = None, st
         raise VaelabError(f"{display(out)} is not a folder; give --out a folder for the cells' runs")
     failed: list[str] = []
     if train_cells:
-        failed = _train_and_score(paper, presets, out, stages, iw_k=iw_k, device=device, data_dir=data_dir,
-                                  jobs=min(jobs, len(presets)), progress=progress, echo=echo)
+        new = not out.exists()
+        try:
+            failed = _train_and_score(paper, presets, out, stages, iw_k=iw_k, device=device, data_dir=data_dir,
+                                      jobs=min(jobs, len(presets)), progress=progress, echo=echo)
+        except BaseException:
+            if new:
+                _remove_if_unused(out)
+            raise
     text = table(out, presets, machine)
     if train_cells:
         echo("")
@@ -252,6 +260,26 @@ def _train_and_score(paper: str, presets: list[str], out: Path, stages: int, *, 
         workers.stop(helpers, workers.signal_of(exc))
         workers.wait(helpers)
         raise
+
+
+def _remove_if_unused(out: Path) -> None:
+    """After a start that failed (no data, no GPU, a signal) in an OUT this command made: OUT gone again, if
+    it holds nothing but claims nobody holds."""
+    claims = out / CLAIMS
+    try:
+        if set(os.listdir(out)) != {CLAIMS}:
+            return
+        names = os.listdir(claims)
+    except OSError:
+        return
+    with ExitStack() as held:
+        if not all(held.enter_context(exclusive_lock(claims / name)) for name in names):
+            return  # another process has started on OUT meanwhile
+        for name in names:
+            (claims / name).unlink(missing_ok=True)
+    with suppress(OSError):
+        claims.rmdir()
+        out.rmdir()
 
 
 def _claim_cell(preset: str, out: Path, stages: int, *, iw_k: int, device: str, data_dir: str | None,
