@@ -239,3 +239,14 @@ def test_a_first_start_that_fails_leaves_no_out_behind(tmp_path, capsys):
     assert main(["reproduce", "iwae", "1-layer/vae-k1", "--stages", "1", "--data-dir", str(tmp_path / "none"),
                  "--out", str(out), "--quiet"]) == 2
     assert (out / "notes.txt").read_text() == "mine" and sorted(os.listdir(out)) == [CLAIMS, "notes.txt"]
+
+
+def test_a_helper_log_planted_as_a_link_stops_the_command_before_it_trains(small_mnist, tmp_path, capsys):
+    out = tmp_path / "table"
+    out.mkdir()
+    (tmp_path / "elsewhere").write_text("mine")
+    (out / "helper-2.log").symlink_to(tmp_path / "elsewhere")
+    assert main(["reproduce", "iwae", "1-layer/vae-k1", "2-layer/vae-k1", "--stages", "1", "--jobs", "2",
+                 "--data-dir", str(small_mnist), "--out", str(out), "--quiet"]) == 2
+    assert "helper-2.log is not a plain file" in capsys.readouterr().err
+    assert (tmp_path / "elsewhere").read_text() == "mine" and sorted(os.listdir(out)) == [CLAIMS, "helper-2.log"]

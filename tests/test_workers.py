@@ -63,3 +63,14 @@ def test_the_last_line_of_a_log(tmp_path):
     log.write_text("")
     assert workers.last_line(log) == "it wrote nothing"
     assert workers.last_line(tmp_path / "gone") == "its log cannot be read"
+
+
+def test_a_log_planted_as_a_link_is_refused_before_any_helper_starts(tmp_path):
+    target = tmp_path / "bashrc"
+    target.write_text("mine\n")
+    (tmp_path / "helper-3.log").symlink_to(target)
+    with pytest.raises(VaelabError, match=r"helper-3.log is not a plain file \(a link, a folder, a device\); "
+                                          r"vaelab appends a helper's output only to a file of its own"):
+        workers.start([["presets"], ["presets"]], [tmp_path / "helper-2.log", tmp_path / "helper-3.log"])
+    assert target.read_text() == "mine\n"
+    assert (tmp_path / "helper-2.log").read_text() == ""  # opened, and nothing started to write to it

@@ -15,10 +15,12 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from vaelab.errors import Stopped, TrainingInterrupted
+from vaelab.errors import Stopped, TrainingInterrupted, VaelabError
+from vaelab.files import display
 
 
 @dataclass
@@ -31,17 +33,31 @@ class Helper:
 
 
 def start(args: list[list[str]], logs: list[Path]) -> list[Helper]:
-    """Run `python -m vaelab ARGS` for each ARGS, its output appended to the log beside it."""
+    """Run `python -m vaelab ARGS` for each ARGS, its output appended to the log beside it. Every log is
+    opened before any helper starts, so a log that cannot be written leaves nothing running."""
     helpers = []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for number, (argv, log) in enumerate(zip(args, logs, strict=True), 2):
-        with open(log, "a", encoding="utf-8") as f:
+    with ExitStack() as opened:
+        files = [opened.enter_context(_append(log)) for log in logs]
+        for number, (argv, log, f) in enumerate(zip(args, logs, files, strict=True), 2):
             f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} vaelab {' '.join(argv)}\n")
             f.flush()
             process = subprocess.Popen([sys.executable, "-m", "vaelab", *argv], stdin=subprocess.DEVNULL,
                                        stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        helpers.append(Helper(number, process, log))
+            helpers.append(Helper(number, process, log))
     return helpers
+
+
+def _append(log: Path):
+    """The log, opened to append to: a plain file, never through a link someone planted in its place."""
+    if log.is_symlink() or (log.exists() and not log.is_file()):
+        raise VaelabError(f"{display(log)} is not a plain file (a link, a folder, a device); vaelab appends a "
+                          "helper's output only to a file of its own: move it away, or give another --out")
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as exc:
+        raise VaelabError(f"cannot write {display(log)}: {exc.strerror}; check the folder's permissions") from None
+    return open(fd, "a", encoding="utf-8")
 
 
 def signal_of(exc: BaseException) -> int:
