@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,20 @@ class SignalAfter:
 
     def __exit__(self, *exc) -> bool:
         return False
+
+
+def stop_after_steps(monkeypatch, steps: int, signum: int = signal.SIGINT) -> dict[str, int]:
+    """Make the stop signal `signum` seem to arrive once vaelab.training has taken `steps` steps, counted
+    from now or from a reset of the count it returns (`count["n"] = 0`)."""
+    import vaelab.training as train_module
+
+    count = {"n": 0}
+    real_step = train_module.train_step
+
+    def counting_step(*args):
+        count["n"] += 1
+        return real_step(*args)
+
+    monkeypatch.setattr(train_module, "train_step", counting_step)
+    monkeypatch.setattr(train_module, "stop_after_batch", SignalAfter(signum, lambda: count["n"] >= steps))
+    return count

@@ -11,8 +11,7 @@ import time
 import pytest
 import torch
 
-import vaelab.training as train_module
-from conftest import SignalAfter
+from conftest import stop_after_steps
 from vaelab.checkpoint import CHECKPOINT, load_checkpoint
 from vaelab.cli import main
 from vaelab.device import describe
@@ -209,15 +208,7 @@ def test_a_signal_stops_the_command_and_its_helpers_and_the_cells_go_on_after(sm
         os.kill(helper, 0)  # the helper ended before the command did
     log = (out / "helper-2.log").read_text()
     assert "stopped by SIGTERM" in log and "checkpoint is saved" in log
-    steps = {"n": 0}
-    real_step = train_module.train_step
-
-    def counting_step(*args):
-        steps["n"] += 1
-        return real_step(*args)
-
-    monkeypatch.setattr(train_module, "train_step", counting_step)
-    monkeypatch.setattr(train_module, "stop_after_batch", SignalAfter(signal.SIGINT, lambda: steps["n"] >= 5))
+    steps = stop_after_steps(monkeypatch, 5)
     for m in metrics:  # each saved a consistent checkpoint mid-schedule, and goes on from it (5 steps here)
         done, saved = len(m.read_text().splitlines()), load_checkpoint(m.parent)
         assert 2 <= done < 121 and saved.position.epoch == done

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import vaelab.training as train_module
-from conftest import SignalAfter
+from conftest import stop_after_steps
 from vaelab.checkpoint import load_checkpoint, load_run
 from vaelab.config import TrainConfig
 from vaelab.device import describe
@@ -83,16 +83,7 @@ def test_interrupt_mid_epoch_saves_a_checkpoint_that_resumes_exactly(small_mnist
     quiet = lambda s: None  # noqa: E731
     train(_config(small_mnist, epochs=3), tmp_path / "straight", echo=quiet)
 
-    calls = {"n": 0}
-    real_step = train_module.train_step
-
-    def counting_step(*args):
-        calls["n"] += 1
-        return real_step(*args)
-
-    # Ctrl-C pressed once, after the 13th batch (epoch 2, batch 5)
-    monkeypatch.setattr(train_module, "stop_after_batch", SignalAfter(signal.SIGINT, lambda: calls["n"] >= 13))
-    monkeypatch.setattr(train_module, "train_step", counting_step)
+    stop_after_steps(monkeypatch, 13)  # Ctrl-C pressed once, after the 13th batch (epoch 2, batch 5)
     with pytest.raises(TrainingInterrupted, match="--resume"):
         train(_config(small_mnist, epochs=3), tmp_path / "cut", echo=quiet)
     ckpt = load_checkpoint(tmp_path / "cut")
@@ -221,15 +212,7 @@ def test_each_objective_trains_logs_its_own_value_and_resumes_exactly(objective,
     if objective == "beta":
         assert all(abs(r["objective"] - (r["loglike"] + 4.0 * r["reg"])) < 1e-3 for r in rows)  # float32 sums
 
-    calls = {"n": 0}
-    real_step = train_module.train_step
-
-    def counting_step(*args):
-        calls["n"] += 1
-        return real_step(*args)
-
-    monkeypatch.setattr(train_module, "train_step", counting_step)
-    monkeypatch.setattr(train_module, "stop_after_batch", SignalAfter(signal.SIGTERM, lambda: calls["n"] >= 11))
+    stop_after_steps(monkeypatch, 11, signal.SIGTERM)
     with pytest.raises(TrainingInterrupted, match="stopped by SIGTERM"):
         train(config, tmp_path / "cut", echo=lambda s: None)
     assert load_checkpoint(tmp_path / "cut").sums.shape == (3,)
