@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -164,6 +165,30 @@ def test_a_signal_during_start_up_is_one_line_and_leaves_no_run(sig, status, del
     assert "Traceback" not in err and err.count("\n") == 1, err
     assert proc.returncode == status
     assert not run.exists() or (run / "checkpoint.safetensors").exists()  # nothing, or a run to resume
+
+
+@pytest.mark.parametrize("sig, how", [(signal.SIGHUP, "nohup vaelab train ..."),
+                                      (signal.SIGINT, "vaelab train ... & in a shell script")])
+def test_a_signal_the_command_was_started_ignoring_does_not_stop_it(sig, how, small_mnist, tmp_path):
+    run = tmp_path / "run"
+    proc = _vaelab("train", "--data-dir", str(small_mnist), "--out", str(run), "--epochs", "100000",
+                   "--latent-size", "8", preexec_fn=lambda: signal.signal(sig, signal.SIG_IGN))  # as `how` starts it
+    rows, deadline = [], time.monotonic() + 60
+
+    def until_epoch(n):
+        while len(rows) < n:
+            assert time.monotonic() < deadline and proc.poll() is None
+            line = proc.stdout.readline()
+            if re.match(r"\s+\d+ ", line):
+                rows.append(line)
+
+    until_epoch(2)
+    proc.send_signal(sig)
+    until_epoch(4)  # two more epochs after it: the run went on
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and "stopped by SIGTERM" in err and "Traceback" not in err
+    assert load_checkpoint(run).position.epoch >= 4
 
 
 def test_a_closed_pipe_does_not_stop_training(small_mnist, tmp_path):

@@ -85,3 +85,32 @@ def test_training_says_what_stopped_it():
     assert stopped_by(signal.SIGINT) == "interrupted (Ctrl-C)"
     assert stopped_by(signal.SIGHUP) == "stopped by SIGHUP (the terminal closed)"
     assert stopped_by(signal.SIGTERM) == "stopped by SIGTERM"
+
+
+@pytest.fixture
+def sighup_ignored(handlers):
+    """As `nohup` starts a command: SIGHUP ignored."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    yield
+    signal.signal(signal.SIGHUP, handlers[signal.SIGHUP])
+
+
+def test_a_signal_the_process_was_started_ignoring_stays_ignored_everywhere(sighup_ignored):
+    with deferred():
+        _send(signal.SIGHUP)  # nothing held: the block ends quietly
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    with stop_after_batch() as stop:
+        _send(signal.SIGHUP)
+        assert stop() == 0 and signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        _send(signal.SIGTERM)  # the others still stop it
+        assert stop() == signal.SIGTERM
+    previous = raise_on_stop_signals()
+    try:
+        assert set(previous) == {signal.SIGTERM}
+        _send(signal.SIGHUP)
+        with pytest.raises(Stopped):
+            _send(signal.SIGTERM)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN

@@ -3,6 +3,11 @@
 All three stop a command the same way: cleanly, with one line and the exit
 status 128 + the signal's number. Training first finishes its batch and saves a
 checkpoint (vaelab.training); everything else stops where it is.
+
+A signal the command was started ignoring stays ignored, as in every Unix tool:
+`nohup vaelab train ...` goes on after its terminal closes, and a background job
+of a shell script (which ignores SIGINT) is not stopped by a Ctrl-C meant for
+the script.
 """
 
 from __future__ import annotations
@@ -14,6 +19,11 @@ from contextlib import contextmanager
 from vaelab.errors import Stopped
 
 STOP = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _ours() -> list[int]:
+    """The stop signals this process may handle: those it was not started ignoring (nohup, `&` in a script)."""
+    return [sig for sig in STOP if signal.getsignal(sig) != signal.SIG_IGN]
 
 
 def name(signum: int) -> str:
@@ -29,10 +39,10 @@ def report(exc: KeyboardInterrupt) -> tuple[str, int]:
 
 @contextmanager
 def _handled(handler: Callable[[int, object], None]) -> Iterator[bool]:
-    """Route the stop signals to `handler` while the block runs, then restore the old handlers. Yields False,
-    and changes nothing, off the main thread, where signals are not ours to handle."""
+    """Route the stop signals not ignored to `handler` while the block runs, then restore the old handlers.
+    Yields False, and changes nothing, off the main thread, where signals are not ours to handle."""
     try:
-        previous = {sig: signal.signal(sig, handler) for sig in STOP}
+        previous = {sig: signal.signal(sig, handler) for sig in _ours()}
     except ValueError:  # not the main thread
         yield False
         return
@@ -65,7 +75,7 @@ def raise_on_stop_signals() -> dict[int, object]:
         raise Stopped(signum)
 
     previous = {}
-    for sig in STOP:
+    for sig in _ours():
         if sig != signal.SIGINT:
             try:
                 previous[sig] = signal.signal(sig, stop)
