@@ -120,3 +120,15 @@ def test_an_exclusive_lock_is_refused_while_held(tmp_path):
             assert not second
     with exclusive_lock(lock) as again:
         assert again
+
+
+@pytest.mark.parametrize("plant, what", [(lambda p, t: p.symlink_to(t), "a symbolic link"),
+                                         (lambda p, t: p.mkdir(), "not a lock file")])
+def test_a_link_or_folder_planted_where_a_lock_file_goes_is_refused_untouched(tmp_path, plant, what):
+    (tmp_path / "target").write_text("mine")
+    lock = tmp_path / ".lock"
+    plant(lock, tmp_path / "target")
+    with pytest.raises(VaelabError, match=rf"\.lock is {what}; .* Move it away \(e\.g\. `mv .*\.lock .*\.lock\.old`\)"):
+        with exclusive_lock(lock):
+            pass
+    assert (tmp_path / "target").read_text() == "mine"

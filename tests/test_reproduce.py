@@ -254,3 +254,15 @@ def test_a_helper_log_planted_as_a_link_stops_the_command_before_it_trains(small
                  "--data-dir", str(small_mnist), "--out", str(out), "--quiet"]) == 2
     assert "helper-2.log is not a plain file" in capsys.readouterr().err
     assert (tmp_path / "elsewhere").read_text() == "mine" and sorted(os.listdir(out)) == [CLAIMS, "helper-2.log"]
+
+
+def test_a_claims_folder_or_claim_planted_as_a_link_is_refused_before_anything_trains(small_mnist, tmp_path, capsys):
+    (tmp_path / "elsewhere").mkdir()
+    for planted_at in (".claims", ".claims/1-layer-vae-k1"):
+        out = tmp_path / planted_at.replace("/", "-")
+        (out / planted_at).parent.mkdir(parents=True, exist_ok=True)
+        (out / planted_at).symlink_to(tmp_path / "elsewhere")
+        assert main(["reproduce", "iwae", "1-layer/vae-k1", "--stages", "1", "--data-dir", str(small_mnist),
+                     "--out", str(out), "--quiet"]) == 2
+        assert f"{planted_at} is a symbolic link; vaelab writes only into its own files" in capsys.readouterr().err
+        assert not (out / "1-layer-vae-k1").exists() and os.listdir(tmp_path / "elsewhere") == []

@@ -121,3 +121,13 @@ def test_a_folder_left_by_a_start_killed_during_its_first_save_can_be_reused(tmp
     (run / "notes.txt").write_text("someone else's")
     with pytest.raises(VaelabError, match="not empty and not a vaelab run"):
         RunDir.new(run)
+
+
+def test_a_lock_file_planted_as_a_link_in_a_run_is_refused_and_its_target_untouched(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / CHECKPOINT).write_bytes(b"x")
+    (tmp_path / "victim").write_text("mine")
+    (tmp_path / "run" / LOCK).symlink_to(tmp_path / "victim")
+    with pytest.raises(VaelabError, match=rf"{LOCK} is a symbolic link; .* never through a link it did not make"):
+        RunDir.existing(tmp_path / "run")
+    assert (tmp_path / "victim").read_text() == "mine" and (tmp_path / "run" / LOCK).is_symlink()

@@ -115,17 +115,19 @@ def _open_parent(path: Path, root: str | Path | None) -> int:
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                where = root.joinpath(*parts[: parts.index(part) + 1])
-                what = "a symbolic link" if where.is_symlink() else "not a folder"
-                raise VaelabError(
-                    f"{display(where)} is {what}; vaelab writes only into real folders inside the run and "
-                    f"never through a link it did not make. Move it away (e.g. `mv {display(where)} "
-                    f"{display(where)}.old`) and run the command again"
-                ) from None
+                raise planted(root.joinpath(*parts[: parts.index(part) + 1]), "a folder") from None
             raise
         os.close(fd)
         fd = child
     return fd
+
+
+def planted(where: Path, expected: str) -> VaelabError:
+    """The error for something someone else put where vaelab keeps `expected` (a folder, a lock file)."""
+    what = "a symbolic link" if where.is_symlink() else f"not {expected}"
+    return VaelabError(f"{display(where)} is {what}; vaelab writes only into its own files and real folders, "
+                       f"never through a link it did not make. Move it away (e.g. `mv {display(where)} "
+                       f"{display(where)}.old`) and run the command again")
 
 
 def _replace_at(dir_fd: int, name: str, data: bytes) -> None:
@@ -207,7 +209,12 @@ def exclusive_lock(path: str | Path) -> Iterator[bool]:
     """
     path = Path(path)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o666)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o666)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EISDIR):  # a link or a folder planted where the lock file goes
+                raise planted(path, "a lock file") from None
+            raise
         if not _lock(fd, exclusive=True, wait=False):
             os.close(fd)
             yield False

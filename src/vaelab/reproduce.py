@@ -30,7 +30,7 @@ from vaelab.config import IWAE_STAGES, TrainConfig, stage_epochs
 from vaelab.errors import RunBusy, VaelabError
 from vaelab.evalfile import read_eval
 from vaelab.evaluate import evaluate_run
-from vaelab.files import atomic_write, display, exclusive_lock
+from vaelab.files import atomic_write, display, exclusive_lock, planted
 from vaelab.presets import list_presets, load_preset, paper_cell
 from vaelab.rundir import RunDir
 from vaelab.training import resume, train
@@ -246,7 +246,7 @@ def _train_and_score(paper: str, presets: list[str], out: Path, stages: int, *, 
                      data_dir: str | None, jobs: int, progress: bool, echo: Callable[[str], Any]) -> list[str]:
     """Each cell not claimed by another process, trained and scored; with helpers if `jobs` > 1. Returns a
     line for each helper that failed."""
-    (out / CLAIMS).mkdir(parents=True, exist_ok=True)
+    _claims_folder(out)
     argv = ["reproduce", paper, *presets, "--out", str(out), "--stages", str(stages), "--iw-k", str(iw_k),
             "--device", device, "--quiet", *(["--data-dir", data_dir] if data_dir else [])]
     helpers = workers.start([argv] * (jobs - 1), [out / f"helper-{n}.log" for n in range(2, jobs + 1)])
@@ -266,6 +266,15 @@ def _train_and_score(paper: str, presets: list[str], out: Path, stages: int, *, 
         raise
 
 
+def _claims_folder(out: Path) -> None:
+    """OUT/.claims made, or checked to be a real folder: never lock files through a link planted there."""
+    claims = out / CLAIMS
+    with suppress(FileExistsError):
+        claims.mkdir(parents=True, exist_ok=True)
+    if claims.is_symlink() or not claims.is_dir():
+        raise planted(claims, "a folder")
+
+
 def _remove_if_unused(out: Path) -> None:
     """After a start that failed (no data, no GPU, a signal) in an OUT this command made: OUT gone again, if
     it holds nothing but claims nobody holds."""
@@ -277,8 +286,11 @@ def _remove_if_unused(out: Path) -> None:
     except OSError:
         return
     with ExitStack() as held:
-        if not all(held.enter_context(exclusive_lock(claims / name)) for name in names):
-            return  # another process has started on OUT meanwhile
+        try:
+            if not all(held.enter_context(exclusive_lock(claims / name)) for name in names):
+                return  # another process has started on OUT meanwhile
+        except (OSError, VaelabError):  # something planted meanwhile: left as it is, and the first error stands
+            return
         for name in names:
             (claims / name).unlink(missing_ok=True)
     with suppress(OSError):
