@@ -18,7 +18,7 @@ from vaelab.cli import main
 from vaelab.device import describe
 from vaelab.errors import TrainingInterrupted, VaelabError
 from vaelab.files import exclusive_lock
-from vaelab.reproduce import CLAIMS, Cell, cells_of, comparisons, folder_of, markdown_table, schedule
+from vaelab.reproduce import CLAIMS, Cell, cells_of, comparisons, folder_of, markdown_table, schedule, train_cell
 from vaelab.rundir import LOCK
 from vaelab.training import resume
 
@@ -114,10 +114,11 @@ def test_one_command_trains_scores_and_tabulates_and_again_goes_on_where_it_was(
     printed = capsys.readouterr().out
     assert printed.count(" | m |") == 2
     assert printed.count("| `iwae/") == 2 and printed.startswith("| preset |")
-    assert printed.rstrip().endswith("Not trained and scored yet: iwae/1-layer/vae-k5, iwae/1-layer/vae-k50, "
-                                     "iwae/1-layer/iwae-k1, iwae/1-layer/iwae-k5, iwae/1-layer/iwae-k50, "
-                                     "iwae/2-layer/vae-k5, iwae/2-layer/vae-k50, iwae/2-layer/iwae-k1, "
-                                     "iwae/2-layer/iwae-k5, iwae/2-layer/iwae-k50")
+    assert printed.rstrip().endswith("Not trained and scored yet:\n" + "\n".join(
+        f"- iwae/{cell}: not started" for cell in ("1-layer/vae-k5", "1-layer/vae-k50", "1-layer/iwae-k1",
+                                                   "1-layer/iwae-k5", "1-layer/iwae-k50", "2-layer/vae-k5",
+                                                   "2-layer/vae-k50", "2-layer/iwae-k1", "2-layer/iwae-k5",
+                                                   "2-layer/iwae-k50")))
     assert (out / "table.md").read_text() == table  # --table-only writes nothing
     assert main(["reproduce", "iwae", "--table-only", "--out", str(out)]) == 0  # the machine the runs recorded
     assert capsys.readouterr().out.count(f" | {describe(torch.device('cpu'))} |") == 2
@@ -128,7 +129,7 @@ def test_table_only_trains_nothing_and_a_wrong_out_is_named(small_mnist, tmp_pat
     assert "none does not exist; give --out the folder of the cells' runs" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["reproduce", "iwae", "--table-only", "--out", str(tmp_path / "empty")]) == 0
-    assert "no scored cells in" in capsys.readouterr().out and list((tmp_path / "empty").iterdir()) == []
+    assert "No scored cells in" in capsys.readouterr().out and list((tmp_path / "empty").iterdir()) == []
     (tmp_path / "file").write_text("mine")
     assert main(["reproduce", "iwae", "1-layer/vae-k1", "--stages", "1", "--out", str(tmp_path / "file")]) == 2
     assert "file is not a folder; give --out a folder" in capsys.readouterr().err
@@ -148,7 +149,7 @@ def test_a_cell_another_process_holds_is_skipped_so_several_commands_can_share_t
     printed = capsys.readouterr().out
     assert re.search(r"^skipped: .*1-layer-vae-k1 is being written by another vaelab process", printed, re.M)
     assert printed.count("| `iwae/") == 1 and "| `iwae/1-layer/iwae-k5` |" in printed
-    assert printed.rstrip().endswith("Not trained and scored yet: iwae/1-layer/vae-k1")
+    assert printed.rstrip().endswith("Not trained and scored yet:\n- iwae/1-layer/vae-k1: started, no checkpoint yet")
     assert os.listdir(out / "1-layer-vae-k1") == [LOCK]  # nothing of the other process's was touched
 
 
@@ -266,3 +267,20 @@ def test_a_claims_folder_or_claim_planted_as_a_link_is_refused_before_anything_t
                      "--out", str(out), "--quiet"]) == 2
         assert f"{planted_at} is a symbolic link; vaelab writes only into its own files" in capsys.readouterr().err
         assert not (out / "1-layer-vae-k1").exists() and os.listdir(tmp_path / "elsewhere") == []
+
+
+def test_the_table_says_how_far_each_cell_not_yet_in_it_has_got(small_mnist, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "table"
+    train_cell("iwae/1-layer/vae-k1", out, 1, data_dir=str(small_mnist), echo=lambda line: None)
+    stop_after_steps(monkeypatch, 60)  # one pass of the 1,000 images is 50 steps: stopped in the second
+    with pytest.raises(TrainingInterrupted):
+        train_cell("iwae/1-layer/iwae-k5", out, 2, data_dir=str(small_mnist), echo=lambda line: None)
+    (out / "2-layer-vae-k1").mkdir()  # another process has just started it
+    assert main(["reproduce", "iwae", "1-layer/vae-k1", "1-layer/iwae-k5", "2-layer/vae-k1", "2-layer/iwae-k5",
+                 "--table-only", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == (
+        f"No scored cells in {out} yet.\n\nNot trained and scored yet:\n"
+        "- iwae/1-layer/vae-k1: trained (1 pass), not scored yet\n"
+        "- iwae/1-layer/iwae-k5: 1 of 4 passes trained\n"
+        "- iwae/2-layer/vae-k1: started, no checkpoint yet\n"
+        "- iwae/2-layer/iwae-k5: not started\n")

@@ -131,6 +131,19 @@ def read_cell(path: Path) -> Cell | None:
     return cell_from_records(run.config, run.metrics, scores.to_dict())
 
 
+def progress(path: Path, preset: str) -> str:
+    """How far the run at `path` of a cell not yet in the table has got, in a few words."""
+    if not (path / CHECKPOINT).is_file():
+        return "started, no checkpoint yet" if path.is_dir() else "not started"
+    run = load_run(path)
+    if run.config.preset != preset:
+        return f"{display(path)} holds a run of {'preset ' + run.config.preset if run.config.preset else 'no preset'}"
+    target = stage_epochs(run.config.stages or IWAE_STAGES)
+    if run.epoch < target:
+        return f"{run.epoch:,} of {target:,} passes trained"
+    return f"trained ({run.epoch:,} pass{'es' if run.epoch != 1 else ''}), not scored yet"
+
+
 def cell_from_records(config: TrainConfig, metrics: list[dict[str, Any]], scores: dict[str, Any]) -> Cell | None:
     """A cell from a run's config, its metrics' rows and its eval.json's values; None if it is not a scored
     preset run. `read_cell` checks the records against the weights first; bench/table1.py, for runs kept
@@ -194,15 +207,17 @@ def comparisons(cells: list[Cell]) -> list[str]:
 def table(out: Path, presets: list[str], machine: str | None = None) -> str:
     """The table and the comparisons of the scored cells in OUT, as Markdown."""
     cells = [c for c in (read_cell(out / folder_of(p)) for p in presets) if c is not None]
-    if not cells:
-        return f"no scored cells in {display(out)} yet"
     missing = [p for p in presets if p not in {c.preset for c in cells}]
+    waiting = "Not trained and scored yet:\n" + "\n".join(f"- {p}: {progress(out / folder_of(p), p)}"
+                                                          for p in missing)
+    if not cells:
+        return f"No scored cells in {display(out)} yet.\n\n{waiting}"
     text = markdown_table(cells, machine)
     lines = comparisons(cells)
     if lines:
         text += "\n\nThe paper's comparisons:\n" + "\n".join(lines)
     if missing:
-        text += "\n\nNot trained and scored yet: " + ", ".join(missing)
+        text += "\n\n" + waiting
     return text
 
 
