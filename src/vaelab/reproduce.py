@@ -131,7 +131,7 @@ def read_cell(path: Path) -> Cell | None:
     return cell_from_records(run.config, run.metrics, scores.to_dict())
 
 
-def progress(path: Path, preset: str) -> str:
+def cell_progress(path: Path, preset: str) -> str:
     """How far the run at `path` of a cell not yet in the table has got, in a few words."""
     if not (path / CHECKPOINT).is_file():
         return "started, no checkpoint yet" if path.is_dir() else "not started"
@@ -208,7 +208,7 @@ def table(out: Path, presets: list[str], machine: str | None = None) -> str:
     """The table and the comparisons of the scored cells in OUT, as Markdown."""
     cells = [c for c in (read_cell(out / folder_of(p)) for p in presets) if c is not None]
     missing = [p for p in presets if p not in {c.preset for c in cells}]
-    waiting = "Not trained and scored yet:\n" + "\n".join(f"- {p}: {progress(out / folder_of(p), p)}"
+    waiting = "Not trained and scored yet:\n" + "\n".join(f"- {p}: {cell_progress(out / folder_of(p), p)}"
                                                           for p in missing)
     if not cells:
         return f"No scored cells in {display(out)} yet.\n\n{waiting}"
