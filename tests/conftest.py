@@ -35,6 +35,20 @@ def write_mnist(folder: Path, n_train: int, n_test: int) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True, scope="session")
+def stop_signals_as_from_a_terminal():
+    """The vaelab processes the tests start get Ctrl-C, SIGTERM and SIGHUP as from a terminal, however the
+    suite was started: `nohup` or `&` in a script starts it ignoring some, which its children would inherit
+    (and vaelab, rightly, keeps ignoring them). A signal ignored here gets a handler that does nothing
+    instead: this process still ignores it, and a child's exec resets it to the default."""
+    ignored = [sig for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if signal.getsignal(sig) == signal.SIG_IGN]
+    for sig in ignored:
+        signal.signal(sig, lambda signum, frame: None)
+    yield
+    for sig in ignored:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 @pytest.fixture
 def one_openmp_thread():
     """t-SNE's Barnes-Hut gradient runs on OpenMP threads; on a 2-core machine that other
