@@ -116,10 +116,25 @@ def test_empty_data_dir_and_damaged_run(tmp_path, capsys):
     assert "damaged" in capsys.readouterr().err
 
 
+_started: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test():
+    """A test that fails before its vaelab process ends must not leave it training (`--epochs 100000`)."""
+    yield
+    while _started:
+        proc = _started.pop()
+        proc.kill()
+        proc.wait()
+
+
 def _vaelab(*args, **kw):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "vaelab", *args], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "vaelab", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, **kw)
+    _started.append(proc)
+    return proc
 
 
 def test_no_traceback_from_a_real_process(tmp_path):
@@ -235,6 +250,7 @@ def test_a_closed_terminal_stops_training_with_a_checkpoint(small_mnist, tmp_pat
     proc = subprocess.Popen([sys.executable, "-m", "vaelab", "train", "--data-dir", str(small_mnist), "--out",
                              str(run), "--epochs", "100000", "--latent-size", "8"],
                             stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True)
+    _started.append(proc)
     os.close(terminal)
     seen, deadline = b"", time.monotonic() + 60
     while b"\n    2 " not in seen:
