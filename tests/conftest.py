@@ -41,7 +41,9 @@ def stop_signals_as_from_a_terminal():
     suite was started: `nohup` or `&` in a script starts it ignoring some, which its children would inherit
     (and vaelab, rightly, keeps ignoring them). A signal ignored here gets a handler that does nothing
     instead: this process still ignores it, and a child's exec resets it to the default."""
-    ignored = [sig for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if signal.getsignal(sig) == signal.SIG_IGN]
+    from vaelab.signals import STOP
+
+    ignored = [sig for sig in STOP if signal.getsignal(sig) == signal.SIG_IGN]
     for sig in ignored:
         signal.signal(sig, lambda signum, frame: None)
     yield
