@@ -13,12 +13,23 @@ import torch
 
 from conftest import stop_after_steps
 from vaelab import reproduce
-from vaelab.checkpoint import CHECKPOINT, load_checkpoint
+from vaelab.checkpoint import CHECKPOINT, METRICS, load_checkpoint
 from vaelab.cli import main
 from vaelab.device import describe
 from vaelab.errors import TrainingInterrupted, VaelabError
 from vaelab.files import exclusive_lock
-from vaelab.reproduce import CLAIMS, Cell, cells_of, comparisons, folder_of, markdown_table, schedule, train_cell
+from vaelab.reproduce import (
+    CLAIMS,
+    Cell,
+    cells_of,
+    comparisons,
+    duration,
+    folder_of,
+    markdown_table,
+    pace,
+    schedule,
+    train_cell,
+)
 from vaelab.rundir import LOCK
 from vaelab.training import resume
 
@@ -269,6 +280,23 @@ def test_a_claims_folder_or_claim_planted_as_a_link_is_refused_before_anything_t
         assert not (out / "1-layer-vae-k1").exists() and os.listdir(tmp_path / "elsewhere") == []
 
 
+def test_pace_is_the_median_seconds_of_the_last_twenty_passes_that_recorded_them():
+    rows = [{"epoch": e, "seconds": 100.0} for e in range(1, 11)]  # ten slow passes, then twenty at 10-29 s
+    rows += [{"epoch": 10 + e, "seconds": 10.0 + e} for e in range(20)]
+    assert pace(rows) == (19.5, 20)  # the median of 10..29; the slow ones are older than the last 20
+    rows[-1]["seconds"] = 4000.0  # a pass the machine's sleep or a paused process stretched moves it little
+    assert pace(rows) == (19.5, 20)
+    assert pace([{"epoch": 1}, {"epoch": 2, "seconds": 12}]) == (12, 1)  # rows without seconds are left out
+    assert pace([{"epoch": 1}]) is None and pace([]) is None
+
+
+@pytest.mark.parametrize(("seconds", "said"), [(0.4, "0 s"), (40, "40 s"), (59.4, "59 s"), (59.6, "1.0 min"),
+                                               (936, "15.6 min"), (3599, "60.0 min"), (3600, "1.00 h"),
+                                               (11844, "3.29 h")])
+def test_duration_says_seconds_minutes_or_hours(seconds, said):
+    assert duration(seconds) == said
+
+
 def test_the_table_says_how_far_each_cell_not_yet_in_it_has_got(small_mnist, tmp_path, capsys, monkeypatch):
     out = tmp_path / "table"
     train_cell("iwae/1-layer/vae-k1", out, 1, data_dir=str(small_mnist), echo=lambda line: None)
@@ -278,9 +306,12 @@ def test_the_table_says_how_far_each_cell_not_yet_in_it_has_got(small_mnist, tmp
     (out / "2-layer-vae-k1").mkdir()  # another process has just started it
     assert main(["reproduce", "iwae", "1-layer/vae-k1", "1-layer/iwae-k5", "2-layer/vae-k1", "2-layer/iwae-k5",
                  "--table-only", "--out", str(out)]) == 0
+    (row,) = map(json.loads, (out / "1-layer-iwae-k5" / METRICS).read_text().splitlines())  # its one pass
+    seconds = row["seconds"]
     assert capsys.readouterr().out == (
         f"No scored cells in {out} yet.\n\nNot trained and scored yet:\n"
         "- iwae/1-layer/vae-k1: trained (1 pass), not scored yet\n"
-        "- iwae/1-layer/iwae-k5: 1 of 4 passes trained\n"
+        f"- iwae/1-layer/iwae-k5: 1 of 4 passes trained, about {duration(3 * seconds)} to go at the median pace "
+        "of the last pass\n"
         "- iwae/2-layer/vae-k1: started, no checkpoint yet\n"
         "- iwae/2-layer/iwae-k5: not started\n")

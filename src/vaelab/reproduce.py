@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ PAPER_K = 5000  # Burda et al. score every cell with 5,000 importance samples
 TABLE = "table.md"  # written in OUT beside the cells' run folders
 CLAIMS = ".claims"  # OUT/.claims/<cell>: locked by the process training and scoring the cell
 MAX_JOBS = 64
+PACE_PASSES = 20  # the passes whose median pace says how long a cell has to go
 
 
 @dataclass(frozen=True)
@@ -140,8 +142,28 @@ def cell_progress(path: Path, preset: str) -> str:
         return f"{display(path)} holds a run of {'preset ' + run.config.preset if run.config.preset else 'no preset'}"
     target = stage_epochs(run.config.stages or IWAE_STAGES)
     if run.epoch < target:
-        return f"{run.epoch:,} of {target:,} passes trained"
+        done = f"{run.epoch:,} of {target:,} passes trained"
+        recent = pace(run.metrics)
+        if recent is None:
+            return done
+        seconds, n = recent
+        return (f"{done}, about {duration(seconds * (target - run.epoch))} to go at the median pace of the last "
+                f"{'pass' if n == 1 else f'{n} passes'}")
     return f"trained ({run.epoch:,} pass{'es' if run.epoch != 1 else ''}), not scored yet"
+
+
+def pace(metrics: list[dict[str, Any]]) -> tuple[float, int] | None:
+    """The median seconds per pass of the last PACE_PASSES rows of metrics.jsonl that recorded their seconds
+    (a pass slowed by a paused process or a busy hour does not move it), and how many did; None if none did."""
+    recent = [m["seconds"] for m in metrics[-PACE_PASSES:] if isinstance(m.get("seconds"), int | float)]
+    return (statistics.median(recent), len(recent)) if recent else None
+
+
+def duration(seconds: float) -> str:
+    """Seconds under a minute, minutes under an hour, else hours: "40 s", "15.6 min", "3.29 h"."""
+    if seconds < 59.5:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
 def cell_from_records(config: TrainConfig, metrics: list[dict[str, Any]], scores: dict[str, Any]) -> Cell | None:
@@ -171,7 +193,7 @@ def markdown_table(cells: list[Cell], machine: str | None = None) -> str:
     lines = ["| preset | paper | vaelab | gap | schedule | training | active units | machine |",
              "|---|---|---|---|---|---|---|---|"]
     for c in cells:
-        took = f"{c.seconds / 3600:.2f} h" if c.seconds >= 3600 else f"{c.seconds / 60:.1f} min"
+        took = duration(c.seconds)
         lines.append(f"| `{c.preset}` | {c.paper:.2f} | {c.log_likelihood:.2f} ± {c.stderr:.2f} (K={c.iw_k:,}) | "
                      f"{c.log_likelihood - c.paper:+.2f} | {schedule(c)} | {took} | {c.active_units} | "
                      f"{(machine or c.machine).replace('|', '/')} |")
