@@ -60,7 +60,7 @@ def test_stages_n_give_the_first_n_stages_epochs(stages):
                                             "at epochs 1, 4, 13, 40, 121, 364, 1093, 3280); give --stages N instead"),
     ({"lr_schedule": "iwae", "stages": 3, "epochs": 4}, "does not match --stages 3, which is 13 epochs; give "
                                                          "--stages alone"),
-    ({"lr_schedule": "iwae", "stages": 9}, "stages (--stages) must be 1 to 8"),
+    ({"lr_schedule": "iwae", "stages": 9}, "stages (--stages) must be between 1 and 8"),
     ({"stages": 2}, "shortens --lr-schedule iwae only"),
     ({"adam_beta1": 1.0}, "adam_beta1 (--adam-beta1) must be at least 0 and below 1"),
     ({"adam_eps": 0.0}, "adam_eps (--adam-eps) must be a positive finite number"),

@@ -302,7 +302,7 @@ def _resolve_schedule(c: TrainConfig) -> None:
             set_("epochs", ARTICLE_EPOCHS)
         return
     if c.stages is not None and not 1 <= c.stages <= IWAE_STAGES:
-        fail(f"stages (--stages) must be 1 to {IWAE_STAGES}, got {c.stages!r}")
+        fail(f"stages (--stages) must be between 1 and {IWAE_STAGES}, got {c.stages!r}")
     ends = {stage_epochs(n): n for n in range(1, IWAE_STAGES + 1)}
     if c.stages is None and c.epochs is None:
         set_("stages", IWAE_STAGES)
