@@ -70,6 +70,17 @@ def test_the_comparisons_are_differences_with_their_standard_error_and_a_verdict
     ]
 
 
+def test_the_iwae_k1_is_compared_with_the_vae_k1_as_the_same_model():
+    cells = [_cell("iwae/1-layer/vae-k1", -91.82, se=0.24), _cell("iwae/1-layer/iwae-k1", -92.16, se=0.24),
+             _cell("iwae/2-layer/vae-k1", -91.36, se=0.25), _cell("iwae/2-layer/iwae-k1", -90.36, se=0.25)]
+    assert comparisons(cells) == [
+        "- 2-layer/vae-k1 -91.36 vs 1-layer/vae-k1 -91.82 (13 passes): +0.46 ± 0.35 nats, holds",
+        "- 2-layer/iwae-k1 -90.36 vs 1-layer/iwae-k1 -92.16 (13 passes): +1.80 ± 0.35 nats, holds",
+        "- 1-layer/iwae-k1 -92.16 vs 1-layer/vae-k1 -91.82 (13 passes): -0.34 ± 0.34 nats, the same within noise",
+        "- 2-layer/iwae-k1 -90.36 vs 2-layer/vae-k1 -91.36 (13 passes): +1.00 ± 0.35 nats, differ",  # > 2 x 0.35
+    ]
+
+
 def test_a_shortened_schedule_is_said_in_every_row():
     assert schedule(_cell("iwae/1-layer/vae-k1", -95.0)) == "shortened: stages 1–3 (13 of 3,280 passes)"
     assert schedule(_cell("iwae/1-layer/vae-k1", -95.0, passes=1, stages=1)) == \
