@@ -138,6 +138,19 @@ def test_collapse_warning_only_when_most_units_are_inactive(trained_run):
     assert "data_matches_run" not in _render(run, scores, [])
 
 
+@pytest.mark.parametrize(("dataset", "said"), [
+    ("mnist", "No judge has scored this run's generated images: it was scored with `--no-judge`, or before vaelab "
+              "had a judge; `vaelab eval {run}` adds the shipped mnist judge's scores."),
+    ("kmnist", "No judge ships for kmnist: `vaelab judge train` makes one from the run's training images (see "
+               "`vaelab judge train --help`), and `vaelab eval {run} --judge FILE` scores with it."),
+])
+def test_a_report_without_judge_scores_says_why_and_how_to_get_them(trained_run, dataset, said):
+    run = load_run(trained_run)
+    run = replace(run, config=replace(run.config, dataset=dataset))
+    scores = replace(EvalResult.from_dict(json.loads((trained_run / "eval.json").read_text())), judge=None)
+    assert html.escape(said.format(run=display(trained_run))) in _render(run, scores, [])
+
+
 def test_checks_come_before_any_drawing(run_copy, capsys):
     shutil.rmtree(run_copy / "figures", ignore_errors=True)
     (run_copy / "eval.json").unlink()

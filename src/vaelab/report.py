@@ -34,6 +34,7 @@ from vaelab.evalfile import EvalResult, read_eval
 from vaelab.evaluate import check_iw_k, evaluate_run
 from vaelab.explorer.page import EXPLORER, write_explorer
 from vaelab.files import atomic_write, display
+from vaelab.judge import shipped_path
 from vaelab.trainlog import machines
 
 REPORT = "report.html"
@@ -151,11 +152,15 @@ def _img(path: Path) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(display(path.stem))}">'
 
 
-def _judge_sentence(judge: dict[str, Any] | None) -> str:
-    """One sentence on what the judge's numbers mean, or why there are none."""
+def _judge_sentence(judge: dict[str, Any] | None, run: Run) -> str:
+    """One sentence on what the judge's numbers mean, or why there are none and how to get them."""
     if judge is None:
-        return ("No judge scored generated images: none ships for this dataset, `vaelab eval --no-judge` skipped "
-                "it, or the scores predate it (`vaelab eval` adds them, `--judge FILE` for other datasets).")
+        dataset, where = run.config.dataset, display(run.path)
+        if shipped_path(dataset) is not None:
+            return (f"No judge has scored this run's generated images: it was scored with `--no-judge`, or before "
+                    f"vaelab had a judge; `vaelab eval {where}` adds the shipped {dataset} judge's scores.")
+        return (f"No judge ships for {dataset}: `vaelab judge train` makes one from the run's training images "
+                f"(see `vaelab judge train --help`), and `vaelab eval {where} --judge FILE` scores with it.")
     return (f"The judge, an independent classifier ({judge['name']}), recognises the class that each of "
             f"{judge['n_generated']:,} images generated with the article's recipe was made for as often as the "
             "card says, and the Fréchet distance between its features of them and of the test images (FID's "
@@ -239,7 +244,7 @@ th {{ color: #555; font-weight: normal; }} details {{ margin: 1em 0; }}
 <p class="sub">{e(display(run.path))} · generated {e(time.strftime('%Y-%m-%d %H:%M'))}</p>
 <div class="cards">{card_html}</div>
 <p class="sub">{e(provenance)}</p>
-<p class="sub">{e(_judge_sentence(judge))}</p>
+<p class="sub">{e(_judge_sentence(judge, run))}</p>
 {banner}
 <p class="explorer"><a href="{EXPLORER}">Open the explorer</a>, one offline page beside this one in which \
 the run's encoder and decoder run in your browser, to walk the latent space and see what any point decodes to.</p>
