@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,16 @@ from vaelab.cli import main
 
 def _train(args, small_mnist):
     return main(["train", "--data-dir", str(small_mnist), "--latent-size", "8", "--quiet", *args])
+
+
+def test_version_names_vaelab_torch_and_python_as_installed(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    python = ".".join(map(str, sys.version_info[:3]))
+    # the package's metadata (pyproject.toml) and vaelab.__version__ agree, and torch is the one imported
+    said = f"vaelab {metadata.version('vaelab')} (torch {torch.__version__}, Python {python})\n"
+    assert capsys.readouterr().out == said
 
 
 def test_train_then_eval(small_mnist, tmp_path, capsys):

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import os
+import platform
 import signal
 import sys
 import typing
@@ -57,11 +58,26 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         group.add_argument(flag(f.name), help=f"{f.metadata['help']} (default: {shown})", **kwargs)
 
 
+def _version() -> str:
+    """vaelab's version and the versions its numbers depend on, e.g. 'vaelab 0.1.0 (torch 2.13.0+cpu, Python
+    3.11.2)', read from the installed packages' metadata without importing torch."""
+    from importlib import metadata
+
+    from vaelab import __version__
+
+    try:
+        torch = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch = "not installed"
+    return f"vaelab {__version__} (torch {torch}, Python {platform.python_version()})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vaelab",
         description="Train variational autoencoders on MNIST-like images and explore what they learned.",
     )
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = sub.add_parser("train", help="train a VAE and write a run directory",
