@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from vaelab.errors import Stopped
-from vaelab.signals import STOP, deferred, raise_on_stop_signals, report, stop_after_batch, stopped_by
+from vaelab.signals import STOP, deferred, raising, report, stop_after_batch, stopped_by
 
 
 @pytest.fixture
@@ -69,16 +69,13 @@ def test_off_the_main_thread_the_handlers_are_left_alone(handlers):
 
 
 def test_sigterm_and_sighup_raise_as_ctrl_c_does_until_the_old_handlers_are_back(handlers):
-    previous = raise_on_stop_signals()
-    try:
-        assert set(previous) == set(STOP) - {signal.SIGINT}
+    with raising():
+        assert signal.getsignal(signal.SIGINT) == handlers[signal.SIGINT]  # Python's own: KeyboardInterrupt
         for sig in (signal.SIGTERM, signal.SIGHUP):
             with pytest.raises(Stopped) as caught:
                 _send(sig)
             assert caught.value.signum == sig
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    assert {sig: signal.getsignal(sig) for sig in STOP} == handlers
 
 
 def test_training_says_what_stopped_it():
@@ -104,13 +101,9 @@ def test_a_signal_the_process_was_started_ignoring_stays_ignored_everywhere(sigh
         assert stop() == 0 and signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
         _send(signal.SIGTERM)  # the others still stop it
         assert stop() == signal.SIGTERM
-    previous = raise_on_stop_signals()
-    try:
-        assert set(previous) == {signal.SIGTERM}
+    with raising():
         _send(signal.SIGHUP)
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
         with pytest.raises(Stopped):
             _send(signal.SIGTERM)
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
     assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN

@@ -11,7 +11,6 @@ import dataclasses
 import json
 import os
 import platform
-import signal
 import sys
 import typing
 import warnings
@@ -25,7 +24,7 @@ from vaelab.config_checks import flag
 from vaelab.console import ForgivingStream
 from vaelab.errors import TrainingInterrupted, VaelabError
 from vaelab.files import display
-from vaelab.signals import deferred, raise_on_stop_signals, report
+from vaelab.signals import deferred, raising, report
 
 RESUMABLE = {"epochs", "stages", "device", "data_dir"}  # what may change when a run is continued
 
@@ -380,12 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; every failure a user can fix ends as one line and a non-zero status."""
     streams = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = ForgivingStream(sys.stdout), ForgivingStream(sys.stderr)
-    previous = raise_on_stop_signals()
     try:
-        return _run(argv)
+        with raising():
+            return _run(argv)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         sys.stdout, sys.stderr = streams
 
 

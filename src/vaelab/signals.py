@@ -38,11 +38,12 @@ def report(exc: KeyboardInterrupt) -> tuple[str, int]:
 
 
 @contextmanager
-def _handled(handler: Callable[[int, object], None]) -> Iterator[bool]:
-    """Route the stop signals not ignored to `handler` while the block runs, then restore the old handlers.
-    Yields False, and changes nothing, off the main thread, where signals are not ours to handle."""
+def _handled(handler: Callable[[int, object], None], but: tuple[int, ...] = ()) -> Iterator[bool]:
+    """Route the stop signals not ignored (and not in `but`) to `handler` while the block runs, then restore
+    the old handlers. Yields False, and changes nothing, off the main thread, where signals are not ours to
+    handle."""
     try:
-        previous = {sig: signal.signal(sig, handler) for sig in _ours()}
+        previous = {sig: signal.signal(sig, handler) for sig in _ours() if sig not in but}
     except ValueError:  # not the main thread
         yield False
         return
@@ -68,20 +69,16 @@ def deferred() -> Iterator[None]:
         raise KeyboardInterrupt if received[0] == signal.SIGINT else Stopped(received[0])
 
 
-def raise_on_stop_signals() -> dict[int, object]:
-    """Make SIGTERM and SIGHUP raise Stopped, as Ctrl-C raises KeyboardInterrupt; return the old handlers."""
+@contextmanager
+def raising() -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP raise Stopped, as Ctrl-C raises KeyboardInterrupt (whose
+    handler Python's own stays); then the old handlers are back."""
 
     def stop(signum, frame):
         raise Stopped(signum)
 
-    previous = {}
-    for sig in _ours():
-        if sig != signal.SIGINT:
-            try:
-                previous[sig] = signal.signal(sig, stop)
-            except ValueError:  # not the main thread
-                pass
-    return previous
+    with _handled(stop, but=(signal.SIGINT,)):
+        yield
 
 
 def stopped_by(signum: int) -> str:
