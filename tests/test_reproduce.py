@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -277,6 +278,16 @@ def test_a_helper_log_planted_as_a_link_stops_the_command_before_it_trains(small
                  "--data-dir", str(small_mnist), "--out", str(out), "--quiet"]) == 2
     assert "helper-2.log is not a plain file" in capsys.readouterr().err
     assert (tmp_path / "elsewhere").read_text() == "mine" and sorted(os.listdir(out)) == [CLAIMS, "helper-2.log"]
+
+
+def test_a_run_given_as_out_is_refused_before_anything_is_written_into_it(trained_run, tmp_path, capsys):
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    before = sorted(os.listdir(run))
+    for table_only in ([], ["--table-only"]):
+        assert main(["reproduce", "iwae", "1-layer/vae-k1", "--stages", "1", "--out", str(run), *table_only]) == 2
+        assert capsys.readouterr().err == (f"vaelab: error: {run} is a vaelab run, not a folder of runs; give --out "
+                                           "a new folder, or one that `vaelab reproduce` made, for the cells' runs\n")
+        assert sorted(os.listdir(run)) == before
 
 
 def test_a_claims_folder_or_claim_planted_as_a_link_is_refused_before_anything_trains(small_mnist, tmp_path, capsys):

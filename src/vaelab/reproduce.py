@@ -267,6 +267,9 @@ def reproduce(paper: str, out: str | Path, *, cells: list[str] | None = None, st
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise VaelabError(f"{display(out)} is not a folder; give --out a folder for the cells' runs")
+    if (out / CHECKPOINT).exists():
+        raise VaelabError(f"{display(out)} is a vaelab run, not a folder of runs; give --out a new folder, or one "
+                          "that `vaelab reproduce` made, for the cells' runs")
     failed: list[str] = []
     if train_cells:
         new = not out.exists()
