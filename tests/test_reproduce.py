@@ -290,6 +290,17 @@ def test_a_run_given_as_out_is_refused_before_anything_is_written_into_it(traine
         assert sorted(os.listdir(run)) == before
 
 
+def test_a_cells_folder_holding_another_run_is_refused_and_left_as_it_was(trained_run, tmp_path, capsys):
+    out = tmp_path / "table"
+    held = shutil.copytree(trained_run, out / "1-layer-vae-k1")  # the article's run, no preset
+    before = {f: (held / f).read_bytes() for f in os.listdir(held) if (held / f).is_file()}
+    assert main(["reproduce", "iwae", "1-layer/vae-k1", "--stages", "1", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert (f"{held} holds a run of no preset, not iwae/1-layer/vae-k1; move it away (`mv {held} {held}.old`) "
+            "and run this again") in err
+    assert {f: (held / f).read_bytes() for f in os.listdir(held) if (held / f).is_file()} == before
+
+
 def test_a_claims_folder_or_claim_planted_as_a_link_is_refused_before_anything_trains(small_mnist, tmp_path, capsys):
     (tmp_path / "elsewhere").mkdir()
     for planted_at in (".claims", ".claims/1-layer-vae-k1"):

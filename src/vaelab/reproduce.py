@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vaelab import workers
-from vaelab.checkpoint import CHECKPOINT, Run, load_run
+from vaelab.checkpoint import CHECKPOINT, Run, load_checkpoint, load_run
 from vaelab.config import IWAE_STAGES, TrainConfig, stage_epochs
 from vaelab.errors import RunBusy, VaelabError
 from vaelab.evalfile import read_eval
@@ -97,6 +97,10 @@ def train_cell(preset: str, out: Path, stages: int, *, device: str | None = None
     """Train `preset` on its first `stages` stages into OUT/<cell>, resuming the run there if there is one."""
     path = out / folder_of(preset)
     if (path / CHECKPOINT).exists():
+        held = load_checkpoint(path).config.preset
+        if held != preset:
+            raise VaelabError(f"{display(path)} holds a run of {'preset ' + held if held else 'no preset'}, not "
+                              f"{preset}; move it away (`mv {display(path)} {display(path)}.old`) and run this again")
         resume(path, stages=stages, device=device, data_dir=data_dir, progress=progress, echo=echo)
     else:
         values = {**load_preset(preset), "stages": stages, "epochs": None}
