@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -16,9 +17,11 @@ from conftest import stop_after_steps
 from vaelab import reproduce
 from vaelab.checkpoint import CHECKPOINT, METRICS, load_checkpoint
 from vaelab.cli import main
+from vaelab.config import TrainConfig
 from vaelab.device import describe
 from vaelab.errors import TrainingInterrupted, VaelabError
 from vaelab.files import exclusive_lock
+from vaelab.presets import load_preset
 from vaelab.reproduce import (
     CLAIMS,
     Cell,
@@ -28,6 +31,7 @@ from vaelab.reproduce import (
     folder_of,
     markdown_table,
     pace,
+    published,
     schedule,
     train_cell,
 )
@@ -278,6 +282,26 @@ def test_a_helper_log_planted_as_a_link_stops_the_command_before_it_trains(small
                  "--data-dir", str(small_mnist), "--out", str(out), "--quiet"]) == 2
     assert "helper-2.log is not a plain file" in capsys.readouterr().err
     assert (tmp_path / "elsewhere").read_text() == "mine" and sorted(os.listdir(out)) == [CLAIMS, "helper-2.log"]
+
+
+def test_eval_of_a_preset_run_prints_the_papers_number_beside_its_own(small_mnist, trained_run, tmp_path, capsys):
+    path = train_cell("iwae/2-layer/iwae-k5", tmp_path / "table", 1, data_dir=str(small_mnist),
+                      echo=lambda line: None)
+    assert main(["eval", str(path), "--iw-k", "3", "--no-judge", "--data-dir", str(small_mnist)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("  log p(x), IW K=3 ")
+    assert lines[3] == ("  the paper                 -83.89          (Table 1, MNIST, 2 stochastic layers, IWAE, "
+                        "k = 5: K = 5,000, 3,280 passes; this run: 1)")
+    assert main(["eval", str(trained_run), "--iw-k", "3", "--no-judge"]) == 0  # the article's run: no paper line
+    assert "the paper" not in capsys.readouterr().out
+
+
+def test_published_is_none_for_a_run_of_no_preset_or_of_one_not_shipped():
+    config = TrainConfig.from_dict(load_preset("iwae/1-layer/vae-k50"))
+    assert published(config, 40) == (-86.35, "Table 1, MNIST, 1 stochastic layer, VAE, k = 50: K = 5,000, "
+                                             "3,280 passes; this run: 40")
+    assert published(TrainConfig(), 10) is None
+    assert published(replace(config, preset="iwae/3-layer/vae-k1"), 40) is None
 
 
 def test_a_run_given_as_out_is_refused_before_anything_is_written_into_it(trained_run, tmp_path, capsys):

@@ -303,6 +303,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from vaelab.checkpoint import load_run
     from vaelab.evalfile import read_eval
     from vaelab.evaluate import evaluate_run
+    from vaelab.reproduce import published
 
     progress = not args.quiet and not args.json and sys.stderr.isatty()
     r = evaluate_run(args.run, iw_k=args.iw_k, seed=args.seed, device=args.device,
@@ -314,11 +315,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
           f"{r.n_images} test images, seed {r.seed} (nats per image)")
     print(f"  ELBO                   {r.elbo:9.2f} ± {r.elbo_stderr:.2f}"
           f"   (reconstruction {r.loglike:.2f}, KL {r.kl:.2f})")
+    run = load_run(args.run)
     if r.log_likelihood is not None:
         print(f"  log p(x), IW K={r.iw_k:<6} {r.log_likelihood:9.2f} ± {r.log_likelihood_stderr:.2f}")
+        paper = published(run.config, r.epoch)
+        if paper is not None:
+            print(f"  {'the paper':<22} {paper[0]:9.2f}          ({paper[1]})")
     print(f"  active units           {r.active_units} of {len(r.kl_per_dimension)}"
           "   (Var[mu] > 0.01, Burda et al. 2015)")
-    run = load_run(args.run)
     if r.active_units_by_layer is not None and len(r.active_units_by_layer) == len(run.model.layer_sizes):
         counts = zip(r.active_units_by_layer, run.model.layer_sizes, strict=True)
         print("  active units by layer  " + ", ".join(f"{n} of {size}" for n, size in counts)
