@@ -151,6 +151,15 @@ def test_a_report_without_judge_scores_says_why_and_how_to_get_them(trained_run,
     assert html.escape(said.format(run=display(trained_run))) in _render(run, scores, [])
 
 
+def test_a_preset_runs_report_shows_the_papers_number_in_its_own_card(trained_run):
+    run = load_run(trained_run)
+    scores = EvalResult.from_dict(json.loads((trained_run / "eval.json").read_text()))
+    card = ('<div class="card"><div class="k">the paper&#x27;s log p(x)</div><div class="v">-84.78</div>'
+            '<div class="u">K = 5,000, 3,280 passes</div></div>')
+    assert card in _render(replace(run, config=replace(run.config, preset="iwae/1-layer/iwae-k50")), scores, [])
+    assert "the paper" not in _render(run, scores, [])  # the article's run reproduces no table
+
+
 def test_checks_come_before_any_drawing(run_copy, capsys):
     shutil.rmtree(run_copy / "figures", ignore_errors=True)
     (run_copy / "eval.json").unlink()

@@ -318,9 +318,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     if r.log_likelihood is not None:
         print(f"  log p(x), IW K={r.iw_k:<6} {r.log_likelihood:9.2f} ± {r.log_likelihood_stderr:.2f}")
-        paper = published(run.config, r.epoch)
+        paper = published(run.config)
         if paper is not None:
-            print(f"  {'the paper':<22} {paper[0]:9.2f}          ({paper[1]})")
+            number, cell, how = paper
+            print(f"  {'the paper':<22} {number:9.2f}          ({cell}: {how}; this run: {r.epoch:,})")
     print(f"  active units           {r.active_units} of {len(r.kl_per_dimension)}"
           "   (Var[mu] > 0.01, Burda et al. 2015)")
     if r.active_units_by_layer is not None and len(r.active_units_by_layer) == len(run.model.layer_sizes):

@@ -35,6 +35,7 @@ from vaelab.evaluate import check_iw_k, evaluate_run
 from vaelab.explorer.page import EXPLORER, write_explorer
 from vaelab.files import atomic_write, display
 from vaelab.judge import shipped_path
+from vaelab.reproduce import published
 from vaelab.trainlog import machines
 
 REPORT = "report.html"
@@ -182,10 +183,12 @@ def _render(run: Run, scores: EvalResult, figures: list[Figure], notes: Sequence
         warnings.append(f"Only {active} of {latent_size} latent units are active: most have collapsed to the prior "
                         "and carry no information. A smaller latent size would do as well.")
     ll = scores.log_likelihood
+    paper = published(run.config)  # a preset's run: the number it reproduces
     cards = [
         ("test ELBO", f"{scores.elbo:.2f} ± {scores.elbo_stderr:.2f}", "nats per image"),
         (f"log p(x), IW K={scores.iw_k}",
          "—" if ll is None else f"{ll:.2f} ± {scores.log_likelihood_stderr:.2f}", "nats per image"),
+        *([] if paper is None else [("the paper's log p(x)", f"{paper[0]:.2f}", paper[2])]),
         ("reconstruction / KL", f"{scores.loglike:.2f} / {scores.kl:.2f}", "nats per image"),
         ("active units", f"{active} of {latent_size}", "Var[mu] > 0.01" if scores.active_units_by_layer is None
          else "by layer " + ", ".join(map(str, scores.active_units_by_layer)) + " (h1 sampled)"),
