@@ -99,8 +99,8 @@ def train_cell(preset: str, out: Path, stages: int, *, device: str | None = None
     if (path / CHECKPOINT).exists():
         held = load_checkpoint(path).config.preset
         if held != preset:
-            raise VaelabError(f"{display(path)} holds a run of {'preset ' + held if held else 'no preset'}, not "
-                              f"{preset}; move it away (`mv {display(path)} {display(path)}.old`) and run this again")
+            raise VaelabError(f"{_holds(path, held)}, not {preset}; move it away (`mv {display(path)} "
+                              f"{display(path)}.old`) and run this again")
         resume(path, stages=stages, device=device, data_dir=data_dir, progress=progress, echo=echo)
     else:
         values = {**load_preset(preset), "stages": stages, "epochs": None}
@@ -137,6 +137,10 @@ def read_cell(path: Path) -> Cell | None:
     return cell_from_records(run.config, run.metrics, scores.to_dict())
 
 
+def _holds(path: Path, preset: str | None) -> str:
+    return f"{display(path)} holds a run of {'preset ' + preset if preset else 'no preset'}"
+
+
 def published(config: TrainConfig) -> tuple[float, str, str] | None:
     """The paper's log-likelihood for the cell a preset's run reproduces, the cell, and how the paper scored it
     ("K = 5,000, 3,280 passes"), for `vaelab eval` and the report; None for a run of no preset (or of one this
@@ -156,7 +160,7 @@ def cell_progress(path: Path, preset: str) -> str:
         return "started, no checkpoint yet" if path.is_dir() else "not started"
     run = load_run(path)
     if run.config.preset != preset:
-        return f"{display(path)} holds a run of {'preset ' + run.config.preset if run.config.preset else 'no preset'}"
+        return _holds(path, run.config.preset)
     target = stage_epochs(run.config.stages or IWAE_STAGES)
     if run.epoch < target:
         done = f"{run.epoch:,} of {target:,} passes trained"
