@@ -302,11 +302,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from vaelab.checkpoint import load_run
     from vaelab.evalfile import read_eval
-    from vaelab.evaluate import evaluate_run
+    from vaelab.evaluate import check_iw_k, evaluate_run
     from vaelab.reproduce import published
 
     progress = not args.quiet and not args.json and sys.stderr.isatty()
-    r = evaluate_run(args.run, iw_k=args.iw_k, seed=args.seed, device=args.device,
+    check_iw_k(args.iw_k)  # a bad --iw-k is named before a bad path
+    run = load_run(args.run)
+    r = evaluate_run(run, iw_k=args.iw_k, seed=args.seed, device=args.device,
                      data_dir=args.data_dir, progress=progress, judge=False if args.no_judge else args.judge or True)
     if args.json:
         print(json.dumps(r.to_dict()))
@@ -315,7 +317,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
           f"{r.n_images} test images, seed {r.seed} (nats per image)")
     print(f"  ELBO                   {r.elbo:9.2f} ± {r.elbo_stderr:.2f}"
           f"   (reconstruction {r.loglike:.2f}, KL {r.kl:.2f})")
-    run = load_run(args.run)
     if r.log_likelihood is not None:
         print(f"  log p(x), IW K={r.iw_k:<6} {r.log_likelihood:9.2f} ± {r.log_likelihood_stderr:.2f}")
         paper = published(run.config)

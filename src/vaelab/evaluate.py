@@ -172,7 +172,7 @@ def evaluate_model(
 
 
 def evaluate_run(
-    path: str | Path,
+    path: str | Path | Run,
     *,
     iw_k: int = 1000,
     seed: int = 0,
@@ -190,14 +190,16 @@ def evaluate_run(
     judge file, False not at all (eval.json then keeps an earlier judge's scores of the
     same weights). See `judge_run`.
 
-    The result names the weights (digest and step) and the test files it scored;
+    `path` may be a Run already loaded (its model is moved to `device`). The result names the weights
+    (digest and step) and the test files it scored;
     data that differ from the files the run recorded raise a DataMismatchWarning
     naming them. A diverged run (non-finite weights or scores) raises Diverged
     and writes nothing. eval.json keeps, for the same weights and data, the
     importance-weighted estimate with the largest K so far.
     """
     check_iw_k(iw_k)
-    run = load_run(path)
+    run = path if isinstance(path, Run) else load_run(path)
+    path = run.path
     check_iw_k(iw_k, run.model.noise_size)
     judged = find_judge(run, judge)
     codes = explore.encode_subset(run, n=JUDGE_STATS, seed=seed, data_dir=data_dir) if judged else None

@@ -116,9 +116,10 @@ def train_cell(preset: str, out: Path, stages: int, *, device: str | None = None
 def score_cell(path: Path, *, iw_k: int = PAPER_K, device: str = "auto", data_dir: str | None = None,
                progress: bool = False, echo: Callable[[str], Any] = print) -> None:
     """Score the run with `iw_k` importance samples unless eval.json already holds as many for its weights."""
-    scores = read_eval(load_run(path))
+    run = load_run(path)
+    scores = read_eval(run)
     if scores is None or scores.log_likelihood is None or scores.iw_k < iw_k:
-        scores = evaluate_run(path, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress, judge=False)
+        scores = evaluate_run(run, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress, judge=False)
         what = "scored"
     else:
         what = "already scored"
