@@ -280,3 +280,25 @@ def test_a_closed_terminal_stops_training_with_a_checkpoint(small_mnist, tmp_pat
     proc.send_signal(signal.SIGHUP)
     assert proc.wait(timeout=30) == 129
     assert load_checkpoint(run).position.epoch >= 2
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="a run's trainer is read from Linux's /proc/locks")
+def test_copy_and_eval_say_when_the_run_is_still_training(trained_run, tmp_path, capsys):
+    from vaelab.rundir import RunDir
+
+    copy = tmp_path / "copy"
+    with RunDir.existing(trained_run):  # as `vaelab train --resume` holds it
+        assert main(["copy", str(trained_run), "--out", str(copy)]) == 0
+    out = capsys.readouterr().out
+    assert f"to {copy}: at the end of epoch 3 of 3, step 24, weights " in out
+    assert f"is still training (pid {os.getpid()}); the copy stays at this checkpoint" in out
+    assert load_checkpoint(copy).position.step == 24
+    with RunDir.existing(copy):
+        assert main(["eval", str(copy), "--iw-k", "0", "--no-judge"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{copy} is still training (pid {os.getpid()}): scoring its checkpoint of epoch 3, ")
+    assert f"score a copy: vaelab copy {copy} --out DIR\n" in out
+    assert main(["eval", str(copy), "--iw-k", "0", "--no-judge"]) == 0  # nobody trains it now: nothing said
+    assert "still training" not in capsys.readouterr().out
+    assert main(["copy", str(trained_run), "--out", str(copy)]) == 2
+    assert "already holds a run" in capsys.readouterr().err

@@ -9,7 +9,16 @@ import time
 import pytest
 
 from vaelab.errors import VaelabError
-from vaelab.files import atomic_write, display, dumps, exclusive_lock, is_leftover, remove_leftovers, write_json
+from vaelab.files import (
+    atomic_write,
+    display,
+    dumps,
+    exclusive_lock,
+    is_leftover,
+    lock_holder,
+    remove_leftovers,
+    write_json,
+)
 
 
 def test_atomic_write_replaces_and_leaves_no_temporary_file(tmp_path):
@@ -132,3 +141,35 @@ def test_a_link_or_folder_planted_where_a_lock_file_goes_is_refused_untouched(tm
         with exclusive_lock(lock):
             pass
     assert (tmp_path / "target").read_text() == "mine"
+
+
+def _hold_lock(path, ready, release):
+    with exclusive_lock(path):
+        ready.set()
+        release.wait(30)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="lock_holder reads Linux's /proc/locks")
+def test_lock_holder_names_the_process_holding_the_lock_without_taking_it(tmp_path):
+    lock = tmp_path / "run.lock"
+    assert lock_holder(lock) is None  # no file
+    lock.write_text("")
+    assert lock_holder(lock) is None  # a file nobody locks
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=_hold_lock, args=(lock, ready, release))
+    child.start()
+    try:
+        assert ready.wait(60)
+        assert lock_holder(lock) == child.pid
+        assert lock_holder(lock) == child.pid  # asking twice changes nothing
+        with exclusive_lock(lock) as mine:
+            assert mine is False  # asking never took the lock: it is still the child's
+        other = tmp_path / "other.lock"
+        with exclusive_lock(other):
+            assert lock_holder(other) == os.getpid()  # another file's lock is told apart, by inode
+            assert lock_holder(lock) == child.pid
+    finally:
+        release.set()
+        child.join(60)
+    assert lock_holder(lock) is None  # released when the holder exits

@@ -4,6 +4,7 @@ import multiprocessing
 import os
 
 import pytest
+import torch
 
 import vaelab.rundir as rundir
 from vaelab.checkpoint import CHECKPOINT
@@ -131,3 +132,65 @@ def test_a_lock_file_planted_as_a_link_in_a_run_is_refused_and_its_target_untouc
     with pytest.raises(VaelabError, match=rf"{LOCK} is a symbolic link; .* never through a link it did not make"):
         RunDir.existing(tmp_path / "run")
     assert (tmp_path / "victim").read_text() == "mine" and (tmp_path / "run" / LOCK).is_symlink()
+
+
+
+def _config(small_mnist, epochs):
+    from vaelab.config import TrainConfig
+
+    return TrainConfig(data_dir=str(small_mnist), latent_size=8, epochs=epochs, binarization="dynamic")
+
+
+def test_a_copy_is_one_checkpoint_of_a_run_in_training_and_resumes_bit_for_bit(small_mnist, tmp_path):
+    from vaelab.checkpoint import load_checkpoint
+    from vaelab.training import resume, train
+
+    quiet = lambda s: None  # noqa: E731
+    train(_config(small_mnist, 3), tmp_path / "straight", echo=quiet)
+    train(_config(small_mnist, 2), tmp_path / "source", echo=quiet)
+    saved = (tmp_path / "source" / CHECKPOINT).read_bytes()
+    (tmp_path / "source" / "eval.json").write_text("{}")  # scores of the source's weights: not copied
+    with RunDir.existing(tmp_path / "source"):  # the source is being trained meanwhile
+        assert rundir.trainer(tmp_path / "source") == (os.getpid() if os.path.exists("/proc/locks") else None)
+        with open(tmp_path / "source" / "metrics.jsonl", "a") as log:  # a pass ahead of the checkpoint
+            log.write('{"epoch": 3}\n')
+        copied = rundir.copy_run(tmp_path / "source", tmp_path / "copy")
+    assert (copied.position.epoch, copied.position.step) == (2, 16)  # 8 batches of 128 a pass
+    assert (tmp_path / "copy" / CHECKPOINT).read_bytes() == saved  # exactly the checkpoint, unchanged
+    assert sorted(os.listdir(tmp_path / "copy")) == [LOCK, CHECKPOINT, "config.json", "metrics.jsonl"]
+    assert len((tmp_path / "copy" / "metrics.jsonl").read_text().splitlines()) == 2  # the checkpoint's, not the file's
+    assert rundir.trainer(tmp_path / "copy") is None
+
+    resume(tmp_path / "source", epochs=3, echo=quiet)  # the source trains on: the copy stays where it was
+    assert load_checkpoint(tmp_path / "copy").position.epoch == 2
+    resume(tmp_path / "copy", epochs=3, echo=quiet)  # and continues as the source did from that checkpoint
+    for run in ("source", "copy"):
+        a, b = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / run)
+        assert all(torch.equal(a.model_state[k], b.model_state[k]) for k in a.model_state)
+        assert [m["lower_bound"] for m in a.metrics] == [m["lower_bound"] for m in b.metrics]
+
+
+def test_a_copy_never_overwrites_or_nests_and_a_failed_one_leaves_nothing(small_mnist, tmp_path):
+    from vaelab.training import train
+
+    train(_config(small_mnist, 1), tmp_path / "run", echo=lambda s: None)
+    train(_config(small_mnist, 1), tmp_path / "other", echo=lambda s: None)
+    other = (tmp_path / "other" / CHECKPOINT).read_bytes()
+    with pytest.raises(VaelabError, match="already holds a run"):
+        rundir.copy_run(tmp_path / "run", tmp_path / "other")
+    assert (tmp_path / "other" / CHECKPOINT).read_bytes() == other
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(VaelabError, match="not empty and not a vaelab run"):
+        rundir.copy_run(tmp_path / "run", tmp_path / "mine")
+    assert os.listdir(tmp_path / "mine") == ["notes.txt"]
+    with pytest.raises(VaelabError, match=r"inside the run .*run-copy"):
+        rundir.copy_run(tmp_path / "run", tmp_path / "run" / "copy")
+    assert not (tmp_path / "run" / "copy").exists()
+    with pytest.raises(VaelabError, match="no run at"):
+        rundir.copy_run(tmp_path / "missing", tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "run" / CHECKPOINT).write_bytes(b"not a checkpoint")
+    with pytest.raises(VaelabError, match="is damaged"):
+        rundir.copy_run(tmp_path / "run", tmp_path / "new")
+    assert not (tmp_path / "new").exists()

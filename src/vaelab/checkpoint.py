@@ -122,7 +122,12 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
         "data": dumps(ckpt.data),
     }
     metadata["sha256"] = _digest(tensors, metadata)
-    atomic_write(path / CHECKPOINT, save_safetensors(tensors, metadata=metadata), root=path)
+    write_checkpoint(path, save_safetensors(tensors, metadata=metadata), ckpt)
+
+
+def write_checkpoint(path: Path, raw: bytes, ckpt: Checkpoint) -> None:
+    """Write `raw`, the bytes of the checkpoint `ckpt`, as the run's checkpoint, then its config and metrics."""
+    atomic_write(path / CHECKPOINT, raw, root=path)
     write_json(path / CONFIG, ckpt.config.to_dict(), root=path)
     atomic_write(path / METRICS, "".join(dumps(m) + "\n" for m in ckpt.metrics).encode(), root=path)
 
@@ -174,6 +179,12 @@ def _split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tenso
 # --- reading --------------------------------------------------------------------
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a run's checkpoint, with a clear error if it is missing or damaged."""
+    return read_checkpoint(checkpoint_bytes(path), Path(path) / CHECKPOINT)
+
+
+def checkpoint_bytes(path: str | Path) -> bytes:
+    """The bytes of the run's checkpoint file, read at once, whole (one state even while training writes
+    the next: it replaces the file, never rewrites it); a clear error if the run or the file is missing."""
     path = Path(path)
     file = path / CHECKPOINT
     if not path.exists():
@@ -184,10 +195,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             "that `vaelab train --out` wrote"
         )
     try:
-        raw = file.read_bytes()
+        return file.read_bytes()
     except OSError as exc:
         raise _damaged(file, exc.strerror or exc) from None
-    return read_checkpoint(raw, file)
 
 
 def read_checkpoint(raw: bytes, file: str | Path = CHECKPOINT) -> Checkpoint:

@@ -109,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "for the run's dataset, if any)")
     ev.add_argument("--no-judge", action="store_true", help="skip the judge's scores of generated images")
     ev.set_defaults(func=cmd_eval)
+
+    cp = sub.add_parser("copy", help="copy a run's latest checkpoint into a new folder, even while it trains",
+                        description="Copy a run, as its checkpoint holds it now, into a new or empty folder: a run "
+                                    "of its own, to score, draw or train on apart from the original, which may "
+                                    "be training meanwhile. Resuming the copy continues as the original did "
+                                    "from that checkpoint, bit for bit.")
+    cp.add_argument("run", metavar="RUN", help="run directory written by `vaelab train`")
+    cp.add_argument("--out", required=True, metavar="DIR", help="the copy's folder: new or empty")
+    cp.set_defaults(func=cmd_copy)
     _add_judge_commands(sub)
     _add_explore_commands(sub)
     return parser
@@ -304,10 +313,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from vaelab.evalfile import read_eval
     from vaelab.evaluate import check_iw_k, evaluate_run
     from vaelab.reproduce import published
+    from vaelab.rundir import trainer
 
     progress = not args.quiet and not args.json and sys.stderr.isatty()
     check_iw_k(args.iw_k)  # a bad --iw-k is named before a bad path
     run = load_run(args.run)
+    training = trainer(args.run)
+    if training is not None:  # said first: the scoring may take a while
+        print(f"{display(args.run)} is still training{_pid(training)}: scoring its checkpoint of epoch "
+              f"{run.epoch:,}, which its next checkpoint will replace (eval.json is then out of date); to keep "
+              f"the checkpoint you score, score a copy: vaelab copy {display(args.run)} --out DIR",
+              file=sys.stderr if args.json else sys.stdout, flush=True)
     r = evaluate_run(run, iw_k=args.iw_k, seed=args.seed, device=args.device,
                      data_dir=args.data_dir, progress=progress, judge=False if args.no_judge else args.judge or True)
     if args.json:
@@ -335,6 +351,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f" (keeping the IW estimate with K={saved.iw_k} made earlier for these weights)")
     print(f"  saved to {display(Path(args.run) / 'eval.json')}{kept}")
     return 0
+
+
+def cmd_copy(args: argparse.Namespace) -> int:
+    from vaelab.checkpoint import weights_digest
+    from vaelab.rundir import copy_run, trainer
+
+    training = trainer(args.run)
+    ckpt = copy_run(args.run, args.out)
+    where = "at the end of" if ckpt.position.batch == 0 else f"{ckpt.position.batch:,} batches into"
+    epoch = ckpt.position.epoch + (ckpt.position.batch > 0)
+    print(f"copied {display(args.run)} to {display(args.out)}: {where} epoch {epoch:,} of "
+          f"{ckpt.config.epochs:,}, step {ckpt.position.step:,}, weights {weights_digest(ckpt.model_state)[:12]}")
+    if training is not None:
+        print(f"  {display(args.run)} is still training{_pid(training)}; the copy stays at this checkpoint")
+    print(f"  score it: vaelab eval {display(args.out)}; train it on: vaelab train --resume {display(args.out)}")
+    return 0
+
+
+def _pid(pid: int) -> str:
+    return f" (pid {pid})" if pid else ""
 
 
 def judge_line(judge: dict[str, Any] | None, dataset: str, *, skipped: bool = False) -> str:

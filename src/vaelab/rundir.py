@@ -16,9 +16,9 @@ import os
 import time
 from pathlib import Path
 
-from vaelab.checkpoint import CHECKPOINT
+from vaelab.checkpoint import CHECKPOINT, Checkpoint, checkpoint_bytes, read_checkpoint, write_checkpoint
 from vaelab.errors import RunBusy, VaelabError
-from vaelab.files import display, exclusive_lock, is_leftover, remove_leftovers
+from vaelab.files import display, exclusive_lock, is_leftover, lock_holder, remove_leftovers
 
 LOCK = ".vaelab.lock"
 RUNS = Path("runs")  # where runs go when no --out is given
@@ -89,6 +89,35 @@ class RunDir:
 
     def __exit__(self, kind, value, traceback) -> None:
         self.close(failed=kind is not None)
+
+
+def trainer(path: str | Path) -> int | None:
+    """The pid of the vaelab process training (writing) the run at `path` now, or None if none is.
+
+    Asked without taking the run's lock, so it never makes a `vaelab train` starting at the same moment
+    fail. 0: one is, with a pid this process cannot see. None where the system cannot say (no /proc/locks).
+    """
+    return lock_holder(Path(path) / LOCK)
+
+
+def copy_run(source: str | Path, out: str | Path) -> Checkpoint:
+    """Copy the run at `source` into `out` (a new or empty folder): a run of its own, to score, draw or
+    train on apart from the source, which may be training meanwhile.
+
+    The source's checkpoint is read once, whole, and written unchanged, so the copy is exactly one
+    saved state (weights, optimizer, generator, position), and resuming it continues as the source
+    did from that state, bit for bit. Its config.json and metrics.jsonl are written from that
+    checkpoint, not copied (the source's may already be a pass ahead); eval.json and figures are not
+    copied (they may score other weights). Returns the checkpoint copied.
+    """
+    raw = checkpoint_bytes(source)
+    ckpt = read_checkpoint(raw, Path(source) / CHECKPOINT)
+    if Path(source).resolve() in Path(out).resolve().parents:
+        raise VaelabError(f"--out {display(out)} is inside the run {display(source)}; give a folder outside it, "
+                          f"e.g. {display(Path(source).parent / (Path(source).resolve().name + '-copy'))}")
+    with RunDir.new(out) as run:
+        write_checkpoint(run.path, raw, ckpt)
+    return ckpt
 
 
 def prepare_run_dir(path: str | Path) -> Path:
