@@ -230,3 +230,34 @@ def test_a_run_path_that_is_not_utf8(trained_run, tmp_path, capsys):
     assert "<title>vaelab report: run-\ufffd</title>" in page and shown in page
     assert main(["curves", str(run)]) == 0
     assert capsys.readouterr().out == f"wrote {shown}/figures/curves.png\n"
+
+
+def test_a_report_of_a_run_in_training_says_so_and_scores_the_weights_it_draws(run_copy, small_mnist, tmp_path,
+                                                                                monkeypatch):
+    from vaelab.rundir import RunDir
+
+    train(TrainConfig(data_dir=str(small_mnist), latent_size=8, epochs=1), tmp_path / "later", echo=lambda s: None)
+    later = (tmp_path / "later" / checkpoint.CHECKPOINT).read_bytes()  # the checkpoint training writes next
+    drawn = load_run(run_copy)
+    (run_copy / "eval.json").unlink()
+    real = report.evaluate_run
+
+    def training_moves_on(*args, **kwargs):  # a new checkpoint lands while the report scores the run
+        (run_copy / checkpoint.CHECKPOINT).write_bytes(later)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(report, "evaluate_run", training_moves_on)
+    said = []
+    with RunDir.existing(run_copy):  # as `vaelab train --resume` holds it
+        write_report(run_copy, embed_method="pca", n_stats=200, iw_k=2, device="cpu", echo=said.append)
+    if os.path.exists("/proc/locks"):  # where a run's trainer can be told
+        assert said[0] == (f"{run_copy} is still training (pid {os.getpid()}): the report shows its checkpoint of "
+                           f"epoch 3, which its next checkpoint will replace; to keep the checkpoint you report on, "
+                           f"report on a copy: vaelab copy {run_copy} --out DIR")
+        assert "Drawn while the run was still training, from its checkpoint of epoch 3 of 3" in \
+            html.unescape((run_copy / "report.html").read_text())
+    page = html.unescape((run_copy / "report.html").read_text())
+    digest = drawn.weights_sha256[:12]
+    assert (f"Figures drawn from the weights {digest} at step 24; test scores of the weights {digest} at step 24"
+            in page)
+    assert drawn.weights_sha256 != load_run(run_copy).weights_sha256  # the run did move on meanwhile

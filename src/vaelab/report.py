@@ -36,6 +36,7 @@ from vaelab.explorer.page import EXPLORER, write_explorer
 from vaelab.files import atomic_write, display
 from vaelab.judge import shipped_path
 from vaelab.reproduce import published
+from vaelab.rundir import trainer
 from vaelab.trainlog import machines
 
 REPORT = "report.html"
@@ -49,11 +50,10 @@ def current_scores(run: Run, *, iw_k: int = 1000, device: str = "auto", data_dir
         return read_eval(run, strict=True)
     except ValueError as exc:
         echo(f"{exc}; scoring the run now (IW K={iw_k}, `--iw-k` to change)")
-    result = evaluate_run(run.path, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress)
-    if result.weights_sha256 != run.weights_sha256:
-        raise VaelabError(f"{display(run.path)} changed while it was being scored (is it still training?); "
-                          "run `vaelab report` again once it is done")
-    return result
+    try:  # the run as loaded, so the scores are of the weights the figures draw, even if it trains meanwhile
+        return evaluate_run(run, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress)
+    finally:
+        run.model.to("cpu")  # where load_run put it, for the figures
 
 
 def write_report(run_path: str | Path, *, seed: int = 0, n_stats: int = 10000, style: str = "mean",
@@ -70,6 +70,11 @@ def write_report(run_path: str | Path, *, seed: int = 0, n_stats: int = 10000, s
     run = load_run(run_path)
     latent.require_embedding(embed_method)
     check_iw_k(iw_k, run.model.noise_size)
+    training = trainer(run.path)
+    if training is not None:
+        echo(f"{display(run.path)} is still training{f' (pid {training})' if training else ''}: the report shows "
+             f"its checkpoint of epoch {run.epoch:,}, which its next checkpoint will replace; to keep the "
+             f"checkpoint you report on, report on a copy: vaelab copy {display(run.path)} --out DIR")
     scores = current_scores(run, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress, echo=echo)
     codes = {("train", n_stats): explore.encode_subset(run, n=n_stats, seed=seed, data_dir=data_dir)}
     train = codes["train", n_stats]
@@ -85,7 +90,9 @@ def write_report(run_path: str | Path, *, seed: int = 0, n_stats: int = 10000, s
     start = time.perf_counter()
     explorer = write_explorer(run, seed=seed, data_dir=data_dir)
     echo(f"  {'explorer':<17} {time.perf_counter() - start:5.1f} s  {display(explorer)}")
-    notes = []
+    notes = [] if training is None else [
+        f"Drawn while the run was still training, from its checkpoint of epoch {run.epoch:,} of "
+        f"{run.config.epochs:,}; later checkpoints are not shown."]
     for split, word in (("train", "training"), ("test", "test")):
         found = next((c.mismatches for (s, _), c in codes.items() if s == split and c.mismatches), ())
         if found:
