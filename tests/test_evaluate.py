@@ -99,6 +99,12 @@ def test_evaluate_model_is_deterministic_given_the_seed():
     assert a.n_images == 40 and a.iw_k == 20
     assert math.isclose(a.elbo, a.loglike - a.kl, rel_tol=1e-6)
     assert evaluate_model(model, x, iw_k=0).log_likelihood is None
+    assert evaluate_model(model, x, iw_k=0).log_likelihood_per_image is None
+    per_image = torch.tensor(a.log_likelihood_per_image, dtype=torch.float64)  # each image's, in order
+    assert len(per_image) == 40 and (a.log_likelihood, a.log_likelihood_stderr) == mean_and_stderr(per_image)
+    generator = torch.Generator().manual_seed(3)
+    evaluate.elbo_terms(model, x, generator=generator)  # the draws evaluate_model makes before the IW estimate
+    assert torch.equal(per_image, evaluate.iw_log_likelihood(model, x, k=20, generator=generator).double())
 
 
 def test_mean_and_stderr():

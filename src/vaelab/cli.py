@@ -327,7 +327,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     r = evaluate_run(run, iw_k=args.iw_k, seed=args.seed, device=args.device,
                      data_dir=args.data_dir, progress=progress, judge=False if args.no_judge else args.judge or True)
     if args.json:
-        print(json.dumps(r.to_dict()))
+        print(json.dumps(r.to_dict(per_image=False)))  # eval.json keeps each image's estimate too
         return 0
     print(f"{display(args.run)}: epoch {r.epoch}, step {r.step}, weights {r.weights_sha256[:12]}, "
           f"{r.n_images} test images, seed {r.seed} (nats per image)")

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from vaelab.checkpoint import EVAL, Run
 from vaelab.files import display
 
-OPTIONAL_FIELDS = {"judge", "active_units_by_layer"}  # absent from eval.json files written before them
+# absent from eval.json files written before them
+OPTIONAL_FIELDS = {"judge", "active_units_by_layer", "log_likelihood_per_image"}
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,17 @@ class EvalResult:
     # Several stochastic layers (mlp2): each layer's active units, lowest first, counted as Burda et al.'s code
     # does (the variance over images of each unit's posterior mean, the layers below sampled); else None.
     active_units_by_layer: list[int] | None = None
+    # The IW estimate of each test image, in the order of the test files (its mean is log_likelihood): two runs
+    # scored on the same images are compared image by image (a paired difference, `paired_stderr`). None
+    # without an IW estimate, or in files written before it was kept.
+    log_likelihood_per_image: list[float] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self, *, per_image: bool = True) -> dict[str, Any]:
+        """The record as eval.json holds it; without `per_image`, the summary alone (`vaelab eval --json`)."""
+        values = asdict(self)
+        if not per_image:
+            del values["log_likelihood_per_image"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EvalResult:
@@ -98,6 +108,13 @@ def _check_result_types(r: EvalResult) -> None:
         and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in r.active_units_by_layer)
     ):
         raise ValueError("active_units_by_layer must be null or a list of non-negative integers")
+    per_image = r.log_likelihood_per_image
+    if per_image is not None:
+        if r.log_likelihood is None or not isinstance(per_image, list) or len(per_image) != r.n_images:
+            raise ValueError(f"log_likelihood_per_image must be null or a list of n_images ({r.n_images}) numbers, "
+                             "with log_likelihood their mean")
+        for i, value in enumerate(per_image):
+            number(f"log_likelihood_per_image[{i}]", value)
 
 
 JUDGE_KEYS = {
@@ -162,4 +179,18 @@ def keep_larger_iw(new: EvalResult, old: EvalResult | None) -> EvalResult:
     if (old.weights_sha256, old.data_sha256) != (new.weights_sha256, new.data_sha256):
         return new
     return replace(new, log_likelihood=old.log_likelihood, log_likelihood_stderr=old.log_likelihood_stderr,
-                   iw_k=old.iw_k, iw_seed=old.iw_seed)
+                   iw_k=old.iw_k, iw_seed=old.iw_seed, log_likelihood_per_image=old.log_likelihood_per_image)
+
+
+def paired_stderr(x: Sequence[float], y: Sequence[float]) -> float:
+    """The standard error of mean(x) - mean(y) when x[i] and y[i] are two runs' estimates for the same
+    test image i: the spread of the per-image differences over sqrt(n).
+
+    Scored on the same images, two runs share each image's difficulty, which dominates the spread of
+    either one's estimates; combining their standard errors as if independent would count it twice.
+    """
+    if len(x) != len(y) or len(x) < 2:
+        raise ValueError(f"paired estimates need two equally long lists of at least two, got {len(x)} and {len(y)}")
+    diffs = [u - v for u, v in zip(x, y, strict=True)]
+    mean = math.fsum(diffs) / len(diffs)
+    return math.sqrt(math.fsum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs))

@@ -147,9 +147,10 @@ def evaluate_model(
     terms = elbo_terms(model, x, generator=generator)
     mu, var = encode_all(model, x)
     elbo, elbo_se = mean_and_stderr(terms.elbo)
-    ll = ll_se = None
+    ll = ll_se = per_image = None
     if iw_k:
-        ll, ll_se = mean_and_stderr(iw_log_likelihood(model, x, k=iw_k, generator=generator, progress=progress))
+        per_image = iw_log_likelihood(model, x, k=iw_k, generator=generator, progress=progress)
+        ll, ll_se = mean_and_stderr(per_image)
     if not all(math.isfinite(v) for v in (elbo, elbo_se, *([ll, ll_se] if iw_k else []))):
         raise Diverged(f"its test ELBO is {elbo} and its IW estimate {ll}: the run diverged")
     return EvalResult(
@@ -168,6 +169,7 @@ def evaluate_model(
         iw_seed=seed if iw_k else None,
         active_units_by_layer=[int(active_units(m).sum()) for m in model.layer_means(x, generator)]
         if model.hierarchical else None,
+        log_likelihood_per_image=None if per_image is None else per_image.cpu().double().tolist(),
     )
 
 
