@@ -110,6 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-judge", action="store_true", help="skip the judge's scores of generated images")
     ev.set_defaults(func=cmd_eval)
 
+    cm = sub.add_parser("compare", help="compare two scored runs' log-likelihoods, image by image",
+                        description="The second run's importance-weighted log-likelihood minus the first's, with "
+                                    "the standard error of the per-image differences over the test images both "
+                                    "were scored on (a paired comparison), from their eval.json files.")
+    cm.add_argument("first", metavar="RUN_A", help="run directory scored by `vaelab eval`")
+    cm.add_argument("second", metavar="RUN_B", help="another, scored on the same test images")
+    cm.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
+    cm.set_defaults(func=cmd_compare)
+
     cp = sub.add_parser("copy", help="copy a run's latest checkpoint into a new folder, even while it trains",
                         description="Copy a run, as its checkpoint holds it now, into a new or empty folder: a run "
                                     "of its own, to score, draw or train on apart from the original, which may "
@@ -350,6 +359,36 @@ def cmd_eval(args: argparse.Namespace) -> int:
     kept = "" if saved is None or saved.iw_k == r.iw_k else (
         f" (keeping the IW estimate with K={saved.iw_k} made earlier for these weights)")
     print(f"  saved to {display(Path(args.run) / 'eval.json')}{kept}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from vaelab.compare import compare_runs
+
+    c = compare_runs(args.first, args.second)
+    a, b = c.first, c.second
+    if args.json:
+        print(json.dumps({"difference": c.difference, "paired_stderr": c.paired_stderr,
+                          "unpaired_stderr": c.unpaired_stderr, "verdict": c.verdict, "n_images": a.n_images,
+                          "first": {"run": str(args.first), "log_likelihood": a.log_likelihood,
+                                    "log_likelihood_stderr": a.log_likelihood_stderr, "iw_k": a.iw_k},
+                          "second": {"run": str(args.second), "log_likelihood": b.log_likelihood,
+                                     "log_likelihood_stderr": b.log_likelihood_stderr, "iw_k": b.iw_k}}))
+        return 0
+    first, second = display(args.first), display(args.second)
+    width = max(len(first), len(second), len("B - A"))
+    print(f"log p(x), importance-weighted, on the same {a.n_images:,} test images (nats per image):")
+    for name, label, r in ((first, "A", a), (second, "B", b)):
+        print(f"  {label}  {name:<{width}}  {r.log_likelihood:8.2f} ± {r.log_likelihood_stderr:.2f}"
+              f"   (K={r.iw_k:,}, epoch {r.epoch:,})")
+    print(f"  {'B - A':<{width + 3}}  {c.difference:+8.2f} ± {c.paired_stderr:.2f}   paired: the spread of the "
+          f"{a.n_images:,} per-image differences (± {c.unpaired_stderr:.2f} as if the runs' errors were independent)")
+    verdict = {"ahead": "is ahead of", "behind": "is behind"}.get(c.verdict)
+    print(f"  {second} {verdict} {first} by more than two standard errors" if verdict else
+          "  within noise: the difference is less than two standard errors")
+    if a.iw_k != b.iw_k:
+        print(f"  note: scored with different K ({a.iw_k:,} and {b.iw_k:,}); a larger K gives a tighter bound, so "
+              "part of the difference is the estimates', not the models'; score both with the same --iw-k")
     return 0
 
 

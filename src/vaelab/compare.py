@@ -1,0 +1,70 @@
+"""Two runs' test log-likelihoods compared image by image: `vaelab compare A B`.
+
+Two runs scored on the same test images share each image's difficulty (a thick
+"8" costs any model more nats than a "1"), and that difficulty is most of the
+spread of either run's per-image estimates. So the standard error of the
+difference of their means is the spread of the per-image *differences* over
+√n (a paired comparison), usually many times smaller than the two standard
+errors combined as if independent. Both come from the estimates each run's
+eval.json keeps for every test image (`vaelab eval`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from vaelab.checkpoint import load_run
+from vaelab.errors import VaelabError
+from vaelab.evalfile import EvalResult, paired_stderr, read_eval
+from vaelab.files import display
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The second run's IW log-likelihood minus the first's, in nats per image, on the same test images."""
+
+    first: EvalResult
+    second: EvalResult
+    difference: float
+    paired_stderr: float  # the spread of the per-image differences over sqrt(n)
+    unpaired_stderr: float  # the two runs' standard errors combined as if independent: an overstatement
+
+    @property
+    def verdict(self) -> str:
+        """'ahead' or 'behind' by more than two (paired) standard errors, else 'within noise'."""
+        if abs(self.difference) <= 2 * self.paired_stderr:
+            return "within noise"
+        return "ahead" if self.difference > 0 else "behind"
+
+
+def scores_of(path: str | Path) -> EvalResult:
+    """The run's scores of its current weights, with each test image's IW estimate; else a VaelabError
+    saying what to run."""
+    run = load_run(path)
+    try:
+        scores = read_eval(run, strict=True)
+    except ValueError as exc:
+        raise VaelabError(f"{exc}; score the run first: vaelab eval {display(path)} --iw-k 5000") from None
+    if scores.log_likelihood is None:
+        raise VaelabError(f"{display(path)} was scored without an IW estimate (--iw-k 0); score it: "
+                          f"vaelab eval {display(path)} --iw-k 5000")
+    if scores.log_likelihood_per_image is None:
+        raise VaelabError(f"{display(path)}/eval.json predates per-image estimates; score it again to keep them "
+                          f"(the same seed gives the same estimate): vaelab eval {display(path)} --iw-k {scores.iw_k}")
+    return scores
+
+
+def compare_runs(first: str | Path, second: str | Path) -> Comparison:
+    """`second`'s log-likelihood minus `first`'s, paired over the test images both were scored on."""
+    a, b = scores_of(first), scores_of(second)
+    if a.n_images < 2:
+        raise VaelabError(f"{display(first)} was scored on {a.n_images} test image: a comparison needs two or more")
+    if a.data_sha256 != b.data_sha256 or a.n_images != b.n_images:
+        raise VaelabError(f"{display(first)} and {display(second)} were scored on different test images, so they "
+                          "cannot be compared image by image; score both on the same files (vaelab eval RUN "
+                          "--data-dir DIR)")
+    return Comparison(first=a, second=b, difference=b.log_likelihood - a.log_likelihood,
+                      paired_stderr=paired_stderr(b.log_likelihood_per_image, a.log_likelihood_per_image),
+                      unpaired_stderr=math.hypot(a.log_likelihood_stderr, b.log_likelihood_stderr))

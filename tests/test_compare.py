@@ -1,0 +1,85 @@
+"""vaelab compare: two runs' log-likelihoods, image by image over the test images both were scored on."""
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from vaelab.cli import main
+from vaelab.compare import compare_runs
+from vaelab.config import TrainConfig
+from vaelab.errors import VaelabError
+from vaelab.evaluate import evaluate_run
+from vaelab.training import train
+
+
+@pytest.fixture(scope="module")
+def two_runs(small_mnist, tmp_path_factory):
+    """Two small runs (seeds 0 and 1), scored with K = 5 on the same 500 test images."""
+    root = tmp_path_factory.mktemp("compare")
+    for seed in (0, 1):
+        train(TrainConfig(data_dir=str(small_mnist), latent_size=8, epochs=2, seed=seed), root / f"s{seed}",
+              echo=lambda s: None)
+        evaluate_run(root / f"s{seed}", iw_k=5, judge=False)
+    return root / "s0", root / "s1"
+
+
+def _per_image(run):
+    return np.array(json.loads((run / "eval.json").read_text())["log_likelihood_per_image"])
+
+
+def test_the_difference_and_its_paired_error_are_those_of_the_per_image_estimates(two_runs):
+    a, b = two_runs
+    c = compare_runs(a, b)
+    x, y = _per_image(a), _per_image(b)
+    assert len(x) == len(y) == 500
+    assert math.isclose(c.difference, y.mean() - x.mean(), abs_tol=1e-9)
+    assert math.isclose(c.paired_stderr, np.std(y - x, ddof=1) / math.sqrt(500), rel_tol=1e-9)
+    assert math.isclose(c.unpaired_stderr, math.hypot(np.std(x, ddof=1), np.std(y, ddof=1)) / math.sqrt(500),
+                        rel_tol=1e-6)
+    assert c.paired_stderr < c.unpaired_stderr  # the images' shared difficulty, counted once
+    assert c.verdict == ("within noise" if abs(c.difference) <= 2 * c.paired_stderr
+                         else "ahead" if c.difference > 0 else "behind")
+    itself = compare_runs(a, a)
+    assert (itself.difference, itself.paired_stderr, itself.verdict) == (0.0, 0.0, "within noise")
+
+
+def test_compare_prints_both_runs_the_difference_and_what_it_means(two_runs, capsys):
+    a, b = two_runs
+    c = compare_runs(a, b)
+    assert main(["compare", str(a), str(b)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "log p(x), importance-weighted, on the same 500 test images (nats per image):"
+    assert lines[1].startswith(f"  A  {a}") and lines[1].endswith("   (K=5, epoch 2)")
+    assert f"{c.difference:+8.2f} ± {c.paired_stderr:.2f}   paired: the spread of the 500 per-image differences " \
+           f"(± {c.unpaired_stderr:.2f} as if the runs' errors were independent)" in lines[3]
+    assert lines[4] in (f"  {b} is ahead of {a} by more than two standard errors",
+                        f"  {b} is behind {a} by more than two standard errors",
+                        "  within noise: the difference is less than two standard errors")
+    assert main(["compare", str(a), str(b), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["difference"], printed["paired_stderr"], printed["verdict"]) == \
+        (c.difference, c.paired_stderr, c.verdict)
+
+
+def test_runs_that_cannot_be_compared_image_by_image_say_what_to_run(two_runs, tmp_path, capsys):
+    a, b = two_runs
+    old = shutil.copytree(b, tmp_path / "old")
+    scores = json.loads((old / "eval.json").read_text())
+    del scores["log_likelihood_per_image"]  # as vaelab wrote it before it kept them
+    (old / "eval.json").write_text(json.dumps(scores))
+    with pytest.raises(VaelabError, match=rf"{old}/eval.json predates per-image estimates; score it again .*"
+                                          rf"vaelab eval {old} --iw-k 5$"):
+        compare_runs(a, old)
+    (old / "eval.json").write_text(json.dumps({**scores, "log_likelihood_per_image": _per_image(b).tolist(),
+                                               "data_sha256": {"t10k-images-idx3-ubyte": "0" * 64}}))
+    with pytest.raises(VaelabError, match="scored on different test images, so they cannot be compared image by"):
+        compare_runs(a, old)
+    (old / "eval.json").unlink()
+    assert main(["compare", str(a), str(old)]) == 2
+    assert capsys.readouterr().err == (f"vaelab: error: {old}/eval.json does not exist; score the run first: "
+                                       f"vaelab eval {old} --iw-k 5000\n")
+    assert main(["compare", str(a), str(tmp_path / "missing")]) == 2
+    assert "no run at" in capsys.readouterr().err
