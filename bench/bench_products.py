@@ -33,20 +33,15 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_steps import plain_loop, vaelab_loop  # noqa: E402
+from bench_steps import plain_loop, preset_config, vaelab_loop  # noqa: E402
 
 from vaelab.config import TrainConfig  # noqa: E402
 from vaelab.data import grey_levels, load_split  # noqa: E402
-from vaelab.presets import load_preset  # noqa: E402
 from vaelab.training import build_model, build_objective, build_optimizer, train_step  # noqa: E402
 
 PRODUCTS = ("aten::mm", "aten::addmm")
 
 Product = tuple[int, int, int]  # (m, k, n): an (m, k) matrix times a (k, n) one
-
-
-def preset_config(cell: str, layers: str = "1-layer") -> TrainConfig:
-    return TrainConfig.from_dict({**load_preset(f"iwae/{layers}/{cell}"), "epochs": None})
 
 
 def step_products(config: TrainConfig) -> Counter[Product]:

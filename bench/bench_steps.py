@@ -60,6 +60,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def preset_config(cell: str, layers: str = "1-layer") -> TrainConfig:
+    """The config of the IWAE preset `layers`/`cell`, e.g. ("iwae-k50", "1-layer"), for as many steps as asked."""
+    return TrainConfig.from_dict({**load_preset(f"iwae/{layers}/{cell}"), "epochs": None})
+
+
 def plain_networks(device: torch.device) -> tuple[nn.Sequential, nn.Sequential]:
     """The one-layer model as the PyTorch examples would write it: an encoder to (mu, log sigma) and a decoder."""
     torch.manual_seed(0)
@@ -174,7 +179,7 @@ def print_table(args: argparse.Namespace, device: torch.device, x_grey: torch.Te
           + (f" {'compiled steps/s':>17} {'ratio':>6}" if args.compile else ""))
     for k in args.samples:
         for name in (f"vae-k{k}", f"iwae-k{k}") if k > 1 else ("vae-k1",):
-            config = TrainConfig.from_dict({**load_preset(f"iwae/{args.layers}/{name}"), "epochs": None})
+            config = preset_config(name, args.layers)
             g = torch.Generator(device=device)
             plains, ourses = [], []
             for _ in range(args.repeats):
