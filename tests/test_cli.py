@@ -306,3 +306,24 @@ def test_copy_and_eval_say_when_the_run_is_still_training(trained_run, tmp_path,
     assert "still training" not in capsys.readouterr().out
     assert main(["copy", str(trained_run), "--out", str(copy)]) == 2
     assert "already holds a run" in capsys.readouterr().err
+
+
+def test_a_copy_of_a_run_stopped_mid_epoch_says_where_and_resumes_as_the_original(small_mnist, tmp_path, capsys,
+                                                                                   monkeypatch):
+    import vaelab.training as train_module
+    from conftest import stop_after_steps
+    from vaelab.signals import stop_after_batch
+
+    stop_after_steps(monkeypatch, 5)  # Ctrl-C after the 5th batch of epoch 1
+    run, copy = tmp_path / "run", tmp_path / "copy"
+    assert _train(["--out", str(run), "--epochs", "2"], small_mnist) == 130
+    monkeypatch.setattr(train_module, "stop_after_batch", stop_after_batch)
+    capsys.readouterr()
+    assert main(["copy", str(run), "--out", str(copy)]) == 0
+    assert capsys.readouterr().out.startswith(f"copied {run} to {copy}: 5 batches into epoch 1 of 2, step 5, ")
+    for path in (run, copy):
+        assert main(["train", "--resume", str(path), "--quiet"]) == 0
+    a, b = load_checkpoint(run), load_checkpoint(copy)
+    assert (a.position.epoch, a.position.step) == (b.position.epoch, b.position.step) == (2, 16)
+    assert all(torch.equal(a.model_state[k], b.model_state[k]) for k in a.model_state)
+    assert [m["lower_bound"] for m in a.metrics] == [m["lower_bound"] for m in b.metrics]
