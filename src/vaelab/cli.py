@@ -322,14 +322,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from vaelab.evalfile import read_eval
     from vaelab.evaluate import check_iw_k, evaluate_run
     from vaelab.reproduce import published
-    from vaelab.rundir import trainer
+    from vaelab.rundir import still_training
 
     progress = not args.quiet and not args.json and sys.stderr.isatty()
     check_iw_k(args.iw_k)  # a bad --iw-k is named before a bad path
     run = load_run(args.run)
-    training = trainer(args.run)
-    if training is not None:  # said first: the scoring may take a while
-        print(f"{display(args.run)} is still training{_pid(training)}: scoring its checkpoint of epoch "
+    training = still_training(args.run)
+    if training:  # said first: the scoring may take a while
+        print(f"{training}: scoring its checkpoint of epoch "
               f"{run.epoch:,}, which its next checkpoint will replace (eval.json is then out of date); to keep "
               f"the checkpoint you score, score a copy: vaelab copy {display(args.run)} --out DIR",
               file=sys.stderr if args.json else sys.stdout, flush=True)
@@ -394,22 +394,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_copy(args: argparse.Namespace) -> int:
     from vaelab.checkpoint import weights_digest
-    from vaelab.rundir import copy_run, trainer
+    from vaelab.rundir import copy_run, still_training
 
-    training = trainer(args.run)
+    training = still_training(args.run)
     ckpt = copy_run(args.run, args.out)
     where = "at the end of" if ckpt.position.batch == 0 else f"{ckpt.position.batch:,} batches into"
     epoch = ckpt.position.epoch + (ckpt.position.batch > 0)
     print(f"copied {display(args.run)} to {display(args.out)}: {where} epoch {epoch:,} of "
           f"{ckpt.config.epochs:,}, step {ckpt.position.step:,}, weights {weights_digest(ckpt.model_state)[:12]}")
-    if training is not None:
-        print(f"  {display(args.run)} is still training{_pid(training)}; the copy stays at this checkpoint")
+    if training:
+        print(f"  {training}; the copy stays at this checkpoint")
     print(f"  score it: vaelab eval {display(args.out)}; train it on: vaelab train --resume {display(args.out)}")
     return 0
-
-
-def _pid(pid: int) -> str:
-    return f" (pid {pid})" if pid else ""
 
 
 def judge_line(judge: dict[str, Any] | None, dataset: str, *, skipped: bool = False) -> str:

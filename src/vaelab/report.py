@@ -36,7 +36,7 @@ from vaelab.explorer.page import EXPLORER, write_explorer
 from vaelab.files import atomic_write, display
 from vaelab.judge import shipped_path
 from vaelab.reproduce import published
-from vaelab.rundir import trainer
+from vaelab.rundir import still_training
 from vaelab.trainlog import machines
 
 REPORT = "report.html"
@@ -70,9 +70,9 @@ def write_report(run_path: str | Path, *, seed: int = 0, n_stats: int = 10000, s
     run = load_run(run_path)
     latent.require_embedding(embed_method)
     check_iw_k(iw_k, run.model.noise_size)
-    training = trainer(run.path)
-    if training is not None:
-        echo(f"{display(run.path)} is still training{f' (pid {training})' if training else ''}: the report shows "
+    training = still_training(run.path)
+    if training:
+        echo(f"{training}: the report shows "
              f"its checkpoint of epoch {run.epoch:,}, which its next checkpoint will replace; to keep the "
              f"checkpoint you report on, report on a copy: vaelab copy {display(run.path)} --out DIR")
     scores = current_scores(run, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress, echo=echo)
@@ -90,7 +90,7 @@ def write_report(run_path: str | Path, *, seed: int = 0, n_stats: int = 10000, s
     start = time.perf_counter()
     explorer = write_explorer(run, seed=seed, data_dir=data_dir)
     echo(f"  {'explorer':<17} {time.perf_counter() - start:5.1f} s  {display(explorer)}")
-    notes = [] if training is None else [
+    notes = [] if not training else [
         f"Drawn while the run was still training, from its checkpoint of epoch {run.epoch:,} of "
         f"{run.config.epochs:,}; later checkpoints are not shown."]
     for split, word in (("train", "training"), ("test", "test")):

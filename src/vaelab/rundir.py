@@ -100,6 +100,12 @@ def trainer(path: str | Path) -> int | None:
     return lock_holder(Path(path) / LOCK)
 
 
+def still_training(path: str | Path) -> str | None:
+    """"RUN is still training (pid N)" while a vaelab process trains the run at `path`, else None."""
+    pid = trainer(path)
+    return None if pid is None else f"{display(path)} is still training{f' (pid {pid})' if pid else ''}"
+
+
 def copy_run(source: str | Path, out: str | Path) -> Checkpoint:
     """Copy the run at `source` into `out` (a new or empty folder): a run of its own, to score, draw or
     train on apart from the source, which may be training meanwhile.
