@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import shutil
 
 import numpy as np
@@ -12,6 +13,7 @@ from vaelab.compare import compare_runs
 from vaelab.config import TrainConfig
 from vaelab.errors import VaelabError
 from vaelab.evaluate import evaluate_run
+from vaelab.rundir import RunDir
 from vaelab.training import train
 
 
@@ -81,5 +83,11 @@ def test_runs_that_cannot_be_compared_image_by_image_say_what_to_run(two_runs, t
     assert main(["compare", str(a), str(old)]) == 2
     assert capsys.readouterr().err == (f"vaelab: error: {old}/eval.json does not exist; score the run first: "
                                        f"vaelab eval {old} --iw-k 5000\n")
+    with RunDir.existing(old):  # as `vaelab train --resume` holds it: the way out is a copy
+        assert main(["compare", str(a), str(old)]) == 2
+    if os.path.exists("/proc/locks"):
+        assert capsys.readouterr().err == (f"vaelab: error: {old}/eval.json does not exist; it is still training, "
+                                           f"so score a copy: vaelab copy {old} --out DIR, then vaelab eval DIR "
+                                           "--iw-k 5000\n")
     assert main(["compare", str(a), str(tmp_path / "missing")]) == 2
     assert "no run at" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from vaelab.checkpoint import load_run
 from vaelab.errors import VaelabError
 from vaelab.evalfile import EvalResult, paired_stderr, read_eval
 from vaelab.files import display
+from vaelab.rundir import still_training
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,10 @@ def scores_of(path: str | Path) -> EvalResult:
     try:
         scores = read_eval(run, strict=True)
     except ValueError as exc:
-        raise VaelabError(f"{exc}; score the run first: vaelab eval {display(path)} --iw-k 5000") from None
+        fix = (f"it is still training, so score a copy: vaelab copy {display(path)} --out DIR, then vaelab eval "
+               "DIR --iw-k 5000" if still_training(path) else
+               f"score the run first: vaelab eval {display(path)} --iw-k 5000")
+        raise VaelabError(f"{exc}; {fix}") from None
     if scores.log_likelihood is None:
         raise VaelabError(f"{display(path)} was scored without an IW estimate (--iw-k 0); score it: "
                           f"vaelab eval {display(path)} --iw-k 5000")
