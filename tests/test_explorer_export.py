@@ -26,6 +26,7 @@ from vaelab.explorer import page as page_module
 from vaelab.explorer.export import FORMAT, payload
 from vaelab.explorer.page import render, script_safe_json, write_explorer
 from vaelab.files import dumps
+from vaelab.rundir import RunDir
 from vaelab.training import train
 
 EVIL = "</script><script>alert(1)</script>"
@@ -309,6 +310,12 @@ def test_explore_writes_the_page_into_the_run(run_copy, capsys):
     size = path.stat().st_size / 1e6
     assert out == f"wrote {path} ({size:.1f} MB); open it in any browser, no server needed\n"
     assert _json_of(path.read_text())["test"]["n"] == 50
+    with RunDir.existing(run_copy):  # as `vaelab train --resume` holds it
+        assert main(["explore", str(run_copy), "-n", "10"]) == 0
+    if os.path.exists("/proc/locks"):
+        assert capsys.readouterr().out.splitlines()[1] == (
+            f"  {run_copy} is still training (pid {os.getpid()}): the page is its checkpoint of when it was "
+            "written; later checkpoints are not in it")
 
 
 def test_explore_out_may_be_a_folder_or_an_html_file(run_copy, tmp_path, capsys):

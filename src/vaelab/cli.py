@@ -442,9 +442,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_explore(args: argparse.Namespace) -> int:
     from vaelab.explorer.page import write_explorer
+    from vaelab.rundir import still_training
 
+    training = still_training(args.run)
     path = write_explorer(args.run, args.out, n=args.n, seed=args.seed, data_dir=args.data_dir)
     print(f"wrote {display(path)} ({path.stat().st_size / 1e6:.1f} MB); open it in any browser, no server needed")
+    if training:
+        print(f"  {training}: the page is its checkpoint of when it was written; later checkpoints are not in it")
     if args.open:
         import webbrowser
 
