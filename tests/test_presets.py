@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from vaelab.cli import main
 from vaelab.config import TrainConfig, stage_epochs, stage_of
 from vaelab.errors import VaelabError
 from vaelab.models.init import authors_weights, initialise, output_bias
-from vaelab.presets import list_presets, load_preset, paper_cell
+from vaelab.presets import list_presets, load_preset, paper_cell, published
 from vaelab.report import write_report
 from vaelab.training import build_model, resume, train
 
@@ -186,3 +187,10 @@ def test_the_output_bias_is_the_logit_of_the_training_slices_mean_grey_level(sma
     model = build_model(config, (28, 28), data.pixel_mean)
     p = np.clip(images.sum(0) / (255 * 600), 0.001, 0.999)
     assert torch.equal(model.decoder.layer3.bias.detach(), torch.from_numpy((-np.log(1 / p - 1)).astype(np.float32)))
+
+
+def test_published_is_none_for_a_run_of_no_preset_or_of_one_not_shipped():
+    config = TrainConfig.from_dict(load_preset("iwae/1-layer/vae-k50"))
+    assert published(config) == (-86.35, "Table 1, MNIST, 1 stochastic layer, VAE, k = 50", "K = 5,000, 3,280 passes")
+    assert published(TrainConfig()) is None
+    assert published(replace(config, preset="iwae/3-layer/vae-k1")) is None

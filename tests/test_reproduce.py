@@ -19,11 +19,9 @@ from conftest import stop_after_steps
 from vaelab import reproduce
 from vaelab.checkpoint import CHECKPOINT, METRICS, load_checkpoint
 from vaelab.cli import main
-from vaelab.config import TrainConfig
 from vaelab.device import describe
 from vaelab.errors import TrainingInterrupted, VaelabError
 from vaelab.files import exclusive_lock
-from vaelab.presets import load_preset
 from vaelab.reproduce import (
     CLAIMS,
     Cell,
@@ -33,7 +31,6 @@ from vaelab.reproduce import (
     folder_of,
     markdown_table,
     pace,
-    published,
     schedule,
     train_cell,
 )
@@ -339,13 +336,6 @@ def test_eval_of_a_preset_run_prints_the_papers_number_beside_its_own(small_mnis
                         "k = 5: K = 5,000, 3,280 passes; this run: 1)")
     assert main(["eval", str(trained_run), "--iw-k", "3", "--no-judge"]) == 0  # the article's run: no paper line
     assert "the paper" not in capsys.readouterr().out
-
-
-def test_published_is_none_for_a_run_of_no_preset_or_of_one_not_shipped():
-    config = TrainConfig.from_dict(load_preset("iwae/1-layer/vae-k50"))
-    assert published(config) == (-86.35, "Table 1, MNIST, 1 stochastic layer, VAE, k = 50", "K = 5,000, 3,280 passes")
-    assert published(TrainConfig()) is None
-    assert published(replace(config, preset="iwae/3-layer/vae-k1")) is None
 
 
 def test_a_run_given_as_out_is_refused_before_anything_is_written_into_it(trained_run, tmp_path, capsys):

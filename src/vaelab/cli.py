@@ -287,7 +287,7 @@ def _add_reproduce_command(sub) -> None:
     p.add_argument("--stages", type=int, default=IWAE_STAGES, metavar="N",
                    help=f"train the first N stages of the schedule (default: {IWAE_STAGES}, the full "
                         f"{stage_epochs(IWAE_STAGES):,} passes)")
-    p.add_argument("--iw-k", type=int, default=5000, metavar="K",  # reproduce.PAPER_K: the paper's
+    p.add_argument("--iw-k", type=int, default=5000, metavar="K",  # presets.PAPER_K: the paper's
                    help="importance samples (default: 5000)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--data-dir", metavar="DIR", help="a folder of IDX files instead of the bundled MNIST")
@@ -321,7 +321,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from vaelab.checkpoint import load_run
     from vaelab.evalfile import read_eval
     from vaelab.evaluate import check_iw_k, evaluate_run
-    from vaelab.reproduce import published
+    from vaelab.presets import published
     from vaelab.rundir import still_training
 
     progress = not args.quiet and not args.json and sys.stderr.isatty()

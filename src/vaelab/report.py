@@ -35,7 +35,7 @@ from vaelab.evaluate import check_iw_k, evaluate_run
 from vaelab.explorer.page import EXPLORER, write_explorer
 from vaelab.files import atomic_write, display
 from vaelab.judge import shipped_path
-from vaelab.reproduce import published
+from vaelab.presets import published
 from vaelab.rundir import still_training
 from vaelab.trainlog import machines
 

@@ -32,12 +32,11 @@ from vaelab.errors import RunBusy, VaelabError
 from vaelab.evalfile import paired_stderr, read_eval
 from vaelab.evaluate import evaluate_run
 from vaelab.files import atomic_write, display, exclusive_lock, planted
-from vaelab.presets import list_presets, load_preset, paper_cell
+from vaelab.presets import PAPER_K, list_presets, load_preset, paper_cell
 from vaelab.rundir import RunDir
 from vaelab.training import resume, train
 from vaelab.trainlog import machines
 
-PAPER_K = 5000  # Burda et al. score every cell with 5,000 importance samples
 TABLE = "table.md"  # written in OUT beside the cells' run folders
 CLAIMS = ".claims"  # OUT/.claims/<cell>: locked by the process training and scoring the cell
 MAX_JOBS = 64
@@ -142,19 +141,6 @@ def read_cell(path: Path) -> Cell | None:
 
 def _holds(path: Path, preset: str | None) -> str:
     return f"{display(path)} holds a run of {'preset ' + preset if preset else 'no preset'}"
-
-
-def published(config: TrainConfig) -> tuple[float, str, str] | None:
-    """The paper's log-likelihood for the cell a preset's run reproduces, the cell, and how the paper scored it
-    ("K = 5,000, 3,280 passes"), for `vaelab eval` and the report; None for a run of no preset (or of one this
-    version does not ship)."""
-    if not config.preset:
-        return None
-    try:
-        cell = paper_cell(config.preset)
-    except VaelabError:
-        return None
-    return cell.test_log_likelihood, cell.cell, f"K = {PAPER_K:,}, {stage_epochs(IWAE_STAGES):,} passes"
 
 
 def cell_progress(path: Path, preset: str) -> str:

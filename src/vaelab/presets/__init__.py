@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from vaelab.config import tomllib
+from vaelab.config import IWAE_STAGES, TrainConfig, stage_epochs, tomllib
 from vaelab.errors import VaelabError
 
 if TYPE_CHECKING:  # pragma: no cover
     from importlib.resources.abc import Traversable
 
 SUFFIX = ".toml"
+PAPER_K = 5000  # Burda et al. score every cell with 5,000 importance samples
 
 
 @dataclass(frozen=True)
@@ -70,3 +71,16 @@ def paper_cell(name: str) -> PaperCell:
     """The published cell preset `name` reproduces."""
     paper = _read(name)["paper"]
     return PaperCell(cell=paper["cell"], test_log_likelihood=float(paper["test_log_likelihood"]))
+
+
+def published(config: TrainConfig) -> tuple[float, str, str] | None:
+    """The paper's log-likelihood for the cell a preset's run reproduces, the cell, and how the paper scored it
+    ("K = 5,000, 3,280 passes"), for `vaelab eval` and the report; None for a run of no preset (or of one this
+    version does not ship)."""
+    if not config.preset:
+        return None
+    try:
+        cell = paper_cell(config.preset)
+    except VaelabError:
+        return None
+    return cell.test_log_likelihood, cell.cell, f"K = {PAPER_K:,}, {stage_epochs(IWAE_STAGES):,} passes"
