@@ -1,7 +1,7 @@
 """Steps per second of the IWAE presets' one-layer model: vaelab's training step against a plain eager loop.
 
     .venv/bin/python bench/bench_steps.py [--steps 2000] [--samples 1 5 50] [--device cpu|cuda]
-                                          [--busy] [--repeats 1]
+                                          [--busy] [--repeats 1] [--one-thread]
 
 The paper's schedule is 3,280 passes of 2,980 steps of batch 20 (9.8 million
 steps), so per-step overhead, not arithmetic, sets its time. For each K this
@@ -20,7 +20,10 @@ On a CPU vaelab's loop adapts its threads to the load every 50 steps, as `vaelab
 train` does (resources.ThreadTuner; VAELAB_THREADS pins them). --busy runs
 `python -c "while True: pass"` beside both loops, keeping one core busy, as
 another run or a test suite does on a shared machine. --repeats N times each
-cell N times, the two loops taking turns, and prints the medians.
+cell N times, the two loops taking turns, and prints the medians. --one-thread
+also times the plain loop after `torch.set_num_threads(1)`, the one-line fix a
+user could make by hand for a busy machine (it gives up the second core on an
+idle one), and prints vaelab's ratio to the faster of the two plain loops.
 
 On a GPU (--device cuda) vaelab's step is timed twice: eagerly (VAELAB_CUDA_GRAPHS=0)
 and as the CUDA graph replays `vaelab train` runs there (vaelab/steps.py), with
@@ -92,8 +95,19 @@ def plain_bound(enc: nn.Module, dec: nn.Module, x: torch.Tensor, k: int, iwae: b
     return torch.logsumexp(log_px + log_pz - log_qz, 0) - math.log(k)
 
 
-def plain_loop(x_grey: torch.Tensor, k: int, iwae: bool, steps: int, generator: torch.Generator) -> float:
-    """Seconds for `steps` steps of the same model and objective, written plainly."""
+def plain_loop(x_grey: torch.Tensor, k: int, iwae: bool, steps: int, generator: torch.Generator,
+               threads: int | None = None) -> float:
+    """Seconds for `steps` steps of the same model and objective, written plainly; on `threads` CPU threads if
+    given, else PyTorch's default."""
+    default = torch.get_num_threads()
+    torch.set_num_threads(threads or default)
+    try:
+        return _plain_steps(x_grey, k, iwae, steps, generator)
+    finally:
+        torch.set_num_threads(default)
+
+
+def _plain_steps(x_grey: torch.Tensor, k: int, iwae: bool, steps: int, generator: torch.Generator) -> float:
     enc, dec = plain_networks(x_grey.device)
     opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=1e-3, betas=(0.99, 0.999), eps=5e-6)
     n = len(x_grey)
@@ -153,6 +167,8 @@ def main() -> None:
                         help="the presets' model (the plain loop is always the one-layer model)")
     parser.add_argument("--busy", action="store_true", help="keep one core busy with another process meanwhile")
     parser.add_argument("--repeats", type=int, default=1, help="times each cell, the loops taking turns (medians)")
+    parser.add_argument("--one-thread", action="store_true",
+                        help="also time the plain loop on one CPU thread; compare vaelab with the faster plain loop")
     parser.add_argument("--compile", action="store_true",
                         help="also time the objective through torch.compile (graphed on a GPU): an experiment")
     args = parser.parse_args()
@@ -174,19 +190,29 @@ def print_table(args: argparse.Namespace, device: torch.device, x_grey: torch.Te
     load = "one core kept busy by another process" if args.busy else "no load of its own"
     print(f"machine: {where}; torch {torch.__version__}; {args.steps} steps of batch 20 each; {load}; "
           f"median of {args.repeats}")
+    one = args.one_thread and not gpu
     print(f"{'cell':>10} {'plain steps/s':>14} {'vaelab steps/s':>15} {'ratio':>6}"
+          + (f" {'plain 1-thread steps/s':>23} {'best plain':>10} {'ratio':>6}" if one else "")
           + (f" {'graphed steps/s':>16} {'ratio':>6} {'full schedule':>14}" if gpu else "")
           + (f" {'compiled steps/s':>17} {'ratio':>6}" if args.compile else ""))
     for k in args.samples:
         for name in (f"vae-k{k}", f"iwae-k{k}") if k > 1 else ("vae-k1",):
             config = preset_config(name, args.layers)
             g = torch.Generator(device=device)
-            plains, ourses = [], []
+            plains, ourses, singles = [], [], []
             for _ in range(args.repeats):
                 plains.append(plain_loop(x_grey, k, name.startswith("iwae"), args.steps, g.manual_seed(0)))
                 ourses.append(vaelab_loop(x_grey, config, args.steps, g.manual_seed(0)))
+                if one:
+                    singles.append(plain_loop(x_grey, k, name.startswith("iwae"), args.steps, g.manual_seed(0),
+                                              threads=1))
             plain, ours = statistics.median(plains), statistics.median(ourses)
             line = f"{name:>10} {args.steps / plain:>14,.0f} {args.steps / ours:>15,.0f} {plain / ours:>6.2f}"
+            if one:
+                single = statistics.median(singles)
+                best = min(plain, single)
+                line += (f" {args.steps / single:>23,.0f} {'1 thread' if single < plain else 'default':>10} "
+                         f"{best / ours:>6.2f}")
             if gpu:
                 graphed = vaelab_loop(x_grey, config, args.steps, g.manual_seed(0), graphs=True)
                 minutes = FULL_SCHEDULE_STEPS * graphed / args.steps / 60

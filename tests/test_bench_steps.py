@@ -40,3 +40,14 @@ def test_the_plain_loops_bound_is_vaelabs_objective_on_the_same_weights_and_nois
     terms.value.mean().backward()
     # the same gradient too (the IWAE bound reaches it by another route through log q: equal up to rounding)
     torch.testing.assert_close(enc[0].weight.grad, model.encoder.layer1.weight.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_the_one_thread_plain_loop_runs_on_one_thread_and_gives_the_default_back(bench, monkeypatch):
+    seen = []
+    monkeypatch.setattr(bench, "_plain_steps", lambda *args: seen.append(torch.get_num_threads()) or 0.5)
+    default = torch.get_num_threads()
+    x_grey = torch.rand(40, 784)
+    assert bench.plain_loop(x_grey, 1, False, 2, torch.Generator(), threads=1) == 0.5
+    assert bench.plain_loop(x_grey, 1, False, 2, torch.Generator()) == 0.5
+    assert seen == [1, default] and torch.get_num_threads() == default
+
