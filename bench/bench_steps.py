@@ -16,8 +16,8 @@ times, side by side in one process and on the same data:
   `torch.optim.Adam` with its defaults (foreach), and PyTorch's default CPU
   threads.
 
-On a CPU vaelab's loop adapts its threads to the load every 50 steps, as `vaelab
-train` does (resources.ThreadTuner; VAELAB_THREADS pins them). --busy runs
+On a CPU vaelab's loop adapts its threads to the load a few times a second, as
+`vaelab train` does (resources.ThreadTuner; VAELAB_THREADS pins them). --busy runs
 `python -c "while True: pass"` beside both loops, keeping one core busy, as
 another run or a test suite does on a shared machine. --repeats N times each
 cell N times, the two loops taking turns, and prints the medians. --one-thread
@@ -150,8 +150,7 @@ def vaelab_loop(x_grey: torch.Tensor, config: TrainConfig, steps: int, generator
                 start = time.perf_counter()
             b = step % (n // 20)
             sums += stepper(perm[b * 20:(b + 1) * 20]).to(sums.dtype)
-            if step % 50 == 49:  # as training does (training._train_epoch)
-                threads.adjust()
+            threads.adjust()  # after every batch, as training does (training._train_epoch)
         _sync(device)
         return time.perf_counter() - start
     finally:

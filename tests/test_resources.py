@@ -92,6 +92,32 @@ def test_the_thread_comes_back_when_the_other_process_stops(monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_the_tuner_looks_at_the_load_at_most_four_times_a_second_however_often_it_is_asked(monkeypatch):
+    """Training asks after every batch; /proc/stat is read only once a quarter second has passed."""
+    clock, looks = [100.0], []
+
+    def sample(cores):  # others keep one of our two cores busy: (wall, CPU on our cores, ours)
+        looks.append(clock[0])
+        return resources._Sample(clock[0], 2.0 * (clock[0] - 100.0), clock[0] - 100.0)
+
+    monkeypatch.setattr(resources, "_cpu_sample", sample)
+    monkeypatch.setattr(resources.time, "monotonic", lambda: clock[0])
+    monkeypatch.delenv("VAELAB_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        tuner = ThreadTuner(torch.device("cpu"))
+        tuner.cores = frozenset({0, 1})
+        asked = []
+        for now in (100.1, 100.2, 100.3, 100.4, 100.5, 100.56, 100.6):
+            clock[0] = now
+            asked.append(tuner.adjust())
+        assert looks == [100.0, 100.3, 100.56]  # at start, then each time 0.25 s had passed
+        assert asked == [2, 2, 1, 1, 1, 1, 1]  # one thread from the first look on
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_the_tuner_stays_out_of_the_way_when_pinned_or_on_a_gpu(monkeypatch):
     monkeypatch.setenv("VAELAB_THREADS", "1")
     before = torch.get_num_threads()

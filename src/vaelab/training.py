@@ -313,9 +313,9 @@ def _train_epoch(s: _Session, stop: Callable[[], int], progress: bool) -> bool:
             s.sums += s.stepper(s.perm[b * batch_size:(b + 1) * batch_size]).to(s.sums.dtype)
             s.position.batch, s.position.step = b + 1, s.position.step + 1
             bar.update()
+            s.threads.adjust()  # looks at the machine's load a few times a second
             if b % 50 == 49 or stop():  # .item() syncs a GPU: only now and then
                 _check_finite(s)
-                s.threads.adjust()
                 if progress:
                     bar.set_postfix(lowerBound=f"{s.sums[:2].sum().item() / min(n, (b + 1) * batch_size):.2f}")
             if stop():
