@@ -74,25 +74,36 @@ def test_threads_free_now_leaves_the_cores_others_keep_busy(monkeypatch):
     assert resources.threads_free_now() == 3
 
 
-def test_the_thread_comes_back_when_the_other_process_stops(monkeypatch):
+@pytest.fixture
+def two_core_tuner(monkeypatch):
+    """Makes a tuner that adapts two threads on cores {0, 1} (fed fake /proc/stat samples by the test); torch's
+    threads are given back afterwards."""
+    monkeypatch.delenv("VAELAB_THREADS", raising=False)
+    before = torch.get_num_threads()
+
+    def make() -> ThreadTuner:
+        torch.set_num_threads(2)
+        tuner = ThreadTuner(torch.device("cpu"))
+        tuner.cores = frozenset({0, 1})
+        return tuner
+
+    yield make
+    torch.set_num_threads(before)
+
+
+def test_the_thread_comes_back_when_the_other_process_stops(monkeypatch, two_core_tuner):
     """Fed the CPU times /proc/stat would show: (wall, CPU seconds on our two cores, ours)."""
     samples = iter([(0.0, 0.0, 0.0),
                     (1.0, 2.0, 1.1),  # others took 0.9 of a core while we spun on two threads
                     (2.0, 3.0, 2.0),  # we ran one thread for a second; others took nothing
                     (2.01, 3.02, 2.01)])  # too short a window to judge: no change
     monkeypatch.setattr(resources, "_cpu_sample", lambda cores: resources._Sample(*next(samples)))
-    monkeypatch.delenv("VAELAB_THREADS", raising=False)
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        tuner = ThreadTuner(torch.device("cpu"))
-        tuner.cores = frozenset({0, 1})
-        assert [tuner.adjust(), tuner.adjust(), tuner.adjust()] == [1, 2, 2]
-    finally:
-        torch.set_num_threads(before)
+    tuner = two_core_tuner()
+    assert [tuner.adjust(), tuner.adjust(), tuner.adjust()] == [1, 2, 2]
 
 
-def test_the_tuner_looks_at_the_load_at_most_four_times_a_second_however_often_it_is_asked(monkeypatch):
+def test_the_tuner_looks_at_the_load_at_most_four_times_a_second_however_often_it_is_asked(monkeypatch,
+                                                                                           two_core_tuner):
     """Training asks after every batch; /proc/stat is read only once a quarter second has passed."""
     clock, looks = [100.0], []
 
@@ -102,20 +113,13 @@ def test_the_tuner_looks_at_the_load_at_most_four_times_a_second_however_often_i
 
     monkeypatch.setattr(resources, "_cpu_sample", sample)
     monkeypatch.setattr(resources.time, "monotonic", lambda: clock[0])
-    monkeypatch.delenv("VAELAB_THREADS", raising=False)
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        tuner = ThreadTuner(torch.device("cpu"))
-        tuner.cores = frozenset({0, 1})
-        asked = []
-        for now in (100.1, 100.2, 100.3, 100.4, 100.5, 100.56, 100.6):
-            clock[0] = now
-            asked.append(tuner.adjust())
-        assert looks == [100.0, 100.3, 100.56]  # at start, then each time 0.25 s had passed
-        assert asked == [2, 2, 1, 1, 1, 1, 1]  # one thread from the first look on
-    finally:
-        torch.set_num_threads(before)
+    tuner = two_core_tuner()
+    asked = []
+    for now in (100.1, 100.2, 100.3, 100.4, 100.5, 100.56, 100.6):
+        clock[0] = now
+        asked.append(tuner.adjust())
+    assert looks == [100.0, 100.3, 100.56]  # at start, then each time 0.25 s had passed
+    assert asked == [2, 2, 1, 1, 1, 1, 1]  # one thread from the first look on
 
 
 def test_the_tuner_stays_out_of_the_way_when_pinned_or_on_a_gpu(monkeypatch):
