@@ -1,9 +1,10 @@
-"""Shared fixtures: a small real MNIST (the first images of each bundled split)."""
+"""Shared fixtures: a small real MNIST (the first images of each bundled split), and a browser."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -151,3 +152,55 @@ def stop_after_steps(monkeypatch, steps: int, signum: int = signal.SIGINT) -> di
     monkeypatch.setattr(train_module, "train_step", counting_step)
     monkeypatch.setattr(train_module, "stop_after_batch", SignalAfter(signum, lambda: count["n"] >= steps))
     return count
+
+
+# --- a real browser, for the pages vaelab writes ---------------------------------------------
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright's own browser download is never used
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - depends on the environment
+    sync_playwright = None
+
+BROWSER_TESTS = [  # a browser test module's pytestmark: skipped, saying why, where there is no browser
+    pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed (pip install playwright)"),
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt install chromium)"),
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the whole session (Playwright's sync API allows one at a time)."""
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+class Page:
+    """An offline tab: anything but file: and data: URLs is aborted, and every error is kept."""
+
+    def __init__(self, browser, width: int = 1280, height: int = 900):
+        self.context = browser.new_context(viewport={"width": width, "height": height})
+        self.blocked: list[str] = []
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+
+    def _route(self, route):
+        url = route.request.url
+        if url.startswith(("file:", "data:")):
+            route.continue_()
+        else:
+            self.blocked.append(url)
+            route.abort()
+
+    def open(self, url: str, ready: str | None = None):
+        """Go to `url` and wait until it has loaded and the JavaScript condition `ready`, if any, holds."""
+        self.page.goto(url)
+        self.page.wait_for_load_state("load")
+        if ready is not None:
+            self.page.wait_for_function(ready, timeout=20000)
+        return self.page

@@ -9,27 +9,19 @@ Screenshots of every view at 1280 and 390 px go to /tmp/explorer-shots/.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-CHROMIUM = "/usr/bin/chromium"
+from conftest import BROWSER_TESTS, Page
+
 SHOTS = Path("/tmp/explorer-shots")
 VIEWS = ("map", "sliders", "draw", "between", "mix")
 HOSTILE = "</script><script>window.pwned=1</script>"
 
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover - depends on the environment
-    sync_playwright = None
-
-pytestmark = [
-    pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed (pip install playwright)"),
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt install chromium)"),
-]
+pytestmark = BROWSER_TESTS
 
 
 # --- pages ---------------------------------------------------------------------------
@@ -83,38 +75,11 @@ def pages(payloads, tmp_path_factory) -> dict:
     return {name: write_page(p, folder, f"{name}.html") for name, p in payloads.items()}
 
 
-@pytest.fixture(scope="session")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
+class Tab(Page):
+    """An offline tab that opens explorer pages: ready once the page's script has set up window.vaelab."""
 
-
-class Page:
-    """An offline tab: anything but file: and data: URLs is aborted, and every error is kept."""
-
-    def __init__(self, browser, width: int = 1280, height: int = 900):
-        self.context = browser.new_context(viewport={"width": width, "height": height})
-        self.blocked: list[str] = []
-        self.context.route("**/*", self._route)
-        self.page = self.context.new_page()
-        self.errors: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
-
-    def _route(self, route):
-        url = route.request.url
-        if url.startswith(("file:", "data:")):
-            route.continue_()
-        else:
-            self.blocked.append(url)
-            route.abort()
-
-    def open(self, url: str):
-        self.page.goto(url)
-        self.page.wait_for_function("window.vaelab !== undefined", timeout=20000)
-        return self.page
+    def open(self, url: str, ready: str | None = "window.vaelab !== undefined"):
+        return super().open(url, ready)
 
     def pixels(self, selector: str) -> list[int]:
         return self.page.eval_on_selector(
@@ -123,7 +88,7 @@ class Page:
 
 @pytest.fixture
 def tab(browser):
-    t = Page(browser)
+    t = Tab(browser)
     yield t
     t.context.close()
 
@@ -319,7 +284,7 @@ def showcase(tmp_path_factory) -> str:
 @pytest.mark.parametrize("width", [1280, 390])
 def test_screenshots_of_every_view(browser, showcase, width):
     """Every view fits the width (no sideways scrolling); shots in /tmp/explorer-shots/ to look at."""
-    tab = Page(browser, width=width, height=900 if width > 500 else 844)
+    tab = Tab(browser, width=width, height=900 if width > 500 else 844)
     try:
         page = tab.open(showcase)
         SHOTS.mkdir(exist_ok=True)

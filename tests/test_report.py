@@ -1,6 +1,7 @@
 """The HTML report: self-contained, complete, and never showing scores of other weights or data."""
 
 import base64
+import hashlib
 import html
 import json
 import os
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from conftest import forge_eval, write_idx
-from vaelab import checkpoint, report
+from vaelab import checkpoint, pages, report
 from vaelab.catalog import DIGITS
 from vaelab.checkpoint import load_run
 from vaelab.cli import main
@@ -76,8 +77,8 @@ def test_report_embeds_every_figure_and_the_scores(trained_run, capsys, as_digit
     scores = json.loads((trained_run / "eval.json").read_text())
     assert f"{scores['elbo']:.2f}" in page and f"{scores['log_likelihood']:.2f}" in page
     run = load_run(trained_run)
-    assert (f"Figures drawn from the weights {run.weights_sha256[:12]} at step {run.step:,}; test scores of the "
-            f"weights {run.weights_sha256[:12]} at step {run.step:,}") in page
+    assert (f"Figures and test scores of the weights {run.weights_sha256[:12]} at step {run.step:,}, on "
+            f"{scores['n_images']:,} test images.") in page
     assert f"Trained on: {describe(torch.device('cpu'))}." in page  # the machine its epochs recorded
     assert "<th>latent_size</th>" in page and "<th>binarization</th>" in page and "<th>adam_beta1</th>" in page
     for unused in ("channels", "lower_latent_size", "beta", "stages", "preset"):  # an mlp's, the ELBO's: not shown
@@ -148,15 +149,16 @@ def test_a_report_without_judge_scores_says_why_and_how_to_get_them(trained_run,
     run = load_run(trained_run)
     run = replace(run, config=replace(run.config, dataset=dataset))
     scores = replace(EvalResult.from_dict(json.loads((trained_run / "eval.json").read_text())), judge=None)
-    assert html.escape(said.format(run=display(trained_run))) in _render(run, scores, [])
+    assert said.format(run=display(trained_run)) in html.unescape(_render(run, scores, []))
 
 
 def test_a_preset_runs_report_shows_the_papers_number_in_its_own_card(trained_run):
     run = load_run(trained_run)
     scores = EvalResult.from_dict(json.loads((trained_run / "eval.json").read_text()))
-    card = ('<div class="card"><div class="k">the paper&#x27;s log p(x)</div><div class="v">-84.78</div>'
+    card = ('<div class="card"><div class="k">the paper\'s log p(x)</div><div class="v">-84.78</div>'
             '<div class="u">K = 5,000, 3,280 passes</div></div>')
-    assert card in _render(replace(run, config=replace(run.config, preset="iwae/1-layer/iwae-k50")), scores, [])
+    preset = replace(run, config=replace(run.config, preset="iwae/1-layer/iwae-k50"))
+    assert card in html.unescape(_render(preset, scores, []))
     assert "the paper" not in _render(run, scores, [])  # the article's run reproduces no table
 
 
@@ -258,6 +260,46 @@ def test_a_report_of_a_run_in_training_says_so_and_scores_the_weights_it_draws(r
             html.unescape((run_copy / "report.html").read_text())
     page = html.unescape((run_copy / "report.html").read_text())
     digest = drawn.weights_sha256[:12]
-    assert (f"Figures drawn from the weights {digest} at step 24; test scores of the weights {digest} at step 24"
-            in page)
+    assert f"Figures and test scores of the weights {digest} at step 24, on " in page
     assert drawn.weights_sha256 != load_run(run_copy).weights_sha256  # the run did move on meanwhile
+
+
+def _csp(page: str) -> dict[str, str]:
+    found = re.findall(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', page)
+    assert len(found) == 1
+    return dict(d.strip().split(" ", 1) for d in html.unescape(found[0]).split(";"))
+
+
+def test_the_page_allows_only_its_own_style_and_images_inside_it(trained_run):
+    run = load_run(trained_run)
+    scores = EvalResult.from_dict(json.loads((trained_run / "eval.json").read_text()))
+    page = _render(run, scores, [])
+    styles = re.findall(r"<style>(.*?)</style>", page, re.S)
+    assert len(styles) == 1 and "<script" not in page
+    digest = base64.b64encode(hashlib.sha256(styles[0].encode()).digest()).decode()
+    assert _csp(page) == {"default-src": "'none'", "style-src": f"'sha256-{digest}'", "img-src": "data:",
+                          "base-uri": "'none'", "form-action": "'none'"}
+    assert styles[0] == pages.packaged_text("vaelab", "templates/report.css")
+
+
+HOSTILE = "</title><script>window.pwned=1</script>"
+
+
+def test_strings_from_the_run_show_as_text_never_as_markup(trained_run, tmp_path):
+    run = load_run(shutil.copytree(trained_run, tmp_path / HOSTILE.replace("/", "|")))
+    run = replace(run, config=replace(run.config, data_dir=HOSTILE))
+    scores = EvalResult.from_dict(json.loads((trained_run / "eval.json").read_text()))
+    page = _render(run, scores, [])
+    assert "<script" not in page and page.count("</title>") == 1
+    shown = display(run.path.name)
+    assert f"<title>vaelab report: {shown}</title>" in html.unescape(page)
+    assert f"<th>data_dir</th><td>{HOSTILE}</td>" in html.unescape(page)
+
+
+def test_the_page_names_both_weights_when_the_scores_are_of_others(trained_run):
+    run = load_run(trained_run)
+    scores = EvalResult.from_dict(json.loads((trained_run / "eval.json").read_text()))
+    other = replace(scores, weights_sha256="0123456789ab" + "0" * 52, step=7)
+    page = html.unescape(_render(run, other, []))
+    assert (f"Figures drawn from the weights {run.weights_sha256[:12]} at step {run.step:,}; test scores of the "
+            f"weights 0123456789ab at step 7, on {scores.n_images:,} test images.") in page

@@ -1,7 +1,10 @@
 """One self-contained HTML page per run: config, test scores, curves and every figure.
 
 The PNGs are embedded as base64, so the page opens offline and can be mailed as
-a single file. The figures are also left in RUN/figures/.
+a single file. The figures are also left in RUN/figures/. The page is the
+template templates/report.html.j2 with its style templates/report.css, rendered
+by `vaelab.pages`: autoescaped, and under a Content-Security-Policy that allows
+that style and images inside the page, and nothing else (no script at all).
 
 Beside it goes RUN/explorer.html (`vaelab.explorer`), which the page links to:
 the same run as an interactive page that encodes and decodes in the browser.
@@ -20,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import base64
-import html
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vaelab import explore, figures, latent
+from vaelab import explore, figures, latent, pages
 from vaelab.checkpoint import Run, load_run
 from vaelab.errors import VaelabError
 from vaelab.evalfile import EvalResult, read_eval
@@ -155,11 +157,6 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(display(path.stem))}">'
-
-
 def _judge_sentence(judge: dict[str, Any] | None, run: Run) -> str:
     """One sentence on what the judge's numbers mean, or why there are none and how to get them."""
     if judge is None:
@@ -177,7 +174,7 @@ def _judge_sentence(judge: dict[str, Any] | None, run: Run) -> str:
 
 
 def _render(run: Run, scores: EvalResult, figures: list[Figure], notes: Sequence[str] = ()) -> str:
-    e = html.escape
+    """The page: what it shows is worked out here, how it looks is templates/report.html.j2 and report.css."""
     latent_size = run.model.latent_size
     active = scores.active_units
     warnings = list(notes)
@@ -206,13 +203,27 @@ def _render(run: Run, scores: EvalResult, figures: list[Figure], notes: Sequence
         cards.append(("generated images, judged", f"{100 * judge['class_accuracy']:.1f}%",
                       f"their class (test images {100 * judge['test_accuracy']:.1f}%)"))
         cards.append(("FID, judge's features", f"{judge['fid']:.1f}", f"floor test vs train {judge['fid_floor']:.1f}"))
-    card_html = "".join(f'<div class="card"><div class="k">{e(k)}</div><div class="v">{e(v)}</div>'
-                        f'<div class="u">{e(u)}</div></div>' for k, v, u in cards)
-    provenance = (f"Figures drawn from the weights {run.weights_sha256[:12]} at step {run.step:,}; test scores "
-                  f"of the weights {scores.weights_sha256[:12]} at step {scores.step:,}, on "
-                  f"{scores.n_images:,} test images.")
-    if run.metrics:
-        provenance += f" Trained on: {machines(run.metrics)}."
+    style = pages.inline(pages.packaged_text("vaelab", "templates/report.css"), "style", "templates/report.css")
+    return pages.render(
+        pages.packaged_text("vaelab", "templates/report.html.j2"),
+        csp=pages.content_security_policy(style=style), style=style, name=display(run.path.name),
+        path=display(run.path), generated=time.strftime("%Y-%m-%d %H:%M"), cards=cards,
+        provenance=_provenance(run, scores), judge=_judge_sentence(judge, run), warnings=warnings,
+        explorer=EXPLORER, config=_config_rows(run), figures=[_figure(*figure) for figure in figures],
+    )
+
+
+def _provenance(run: Run, scores: EvalResult) -> str:
+    """Which weights the figures and the scores are of (the same, unless a caller passed others' scores)."""
+    drawn = f"the weights {run.weights_sha256[:12]} at step {run.step:,}"
+    scored = f"the weights {scores.weights_sha256[:12]} at step {scores.step:,}"
+    text = (f"Figures and test scores of {drawn}, on {scores.n_images:,} test images." if drawn == scored else
+            f"Figures drawn from {drawn}; test scores of {scored}, on {scores.n_images:,} test images.")
+    return text + (f" Trained on: {machines(run.metrics)}." if run.metrics else "")
+
+
+def _config_rows(run: Run) -> list[tuple[str, str]]:
+    """The configuration and data as the page's table shows them: no field the run does not use."""
     unused = run.config.unused_fields()  # e.g. an mlp's channels: shown, they would mislead
     shown = {k: v for k, v in run.config.to_dict().items() if k not in unused}
     shown.update({k: v for k, v in run.data.items() if k not in ("sha256", "binarization")})
@@ -226,40 +237,10 @@ def _render(run: Run, scores: EvalResult, figures: list[Figure], notes: Sequence
         shown["classes"] = ", ".join(explore.classes_of(run).names)
     if isinstance(shown.get("source"), str):
         shown["source"] = display(shown["source"])
-    config_rows = "".join(f"<tr><th>{e(k)}</th><td>{e(_value(v))}</td></tr>" for k, v in shown.items())
-    banner = "".join(f'<p class="warn">{e(w)}</p>' for w in warnings)
-    sections = []
-    for title, caption, path in figures:
-        head = f"<h2>{e(title)}</h2><p>{e(caption)}</p>" if title else ""
-        sections.append(f"<section>{head}{_img(path)}</section>")
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>vaelab report: {e(display(run.path.name))}</title>
-<style>
-body {{ font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; max-width: 1100px;
-       margin: 2em auto; padding: 0 1em; }}
-h1 {{ margin-bottom: 0.1em; }} .sub {{ color: #666; margin-top: 0; }}
-.cards {{ display: flex; flex-wrap: wrap; gap: 12px; margin: 1.2em 0; }}
-.card {{ border: 1px solid #ddd; border-radius: 8px; padding: 10px 14px; min-width: 150px; }}
-.card .k {{ color: #666; font-size: 13px; }} .card .v {{ font-size: 21px; font-weight: 600; }}
-.card .u {{ color: #888; font-size: 12px; }}
-.warn {{ background: #fff4e5; border-left: 4px solid #f0a020; padding: 8px 12px; }}
-section {{ margin: 2em 0; }} section img {{ max-width: 100%; height: auto; display: block; margin: 0.5em 0; }}
-table {{ border-collapse: collapse; font-size: 14px; }} th, td {{ text-align: left; padding: 2px 14px 2px 0; }}
-th {{ color: #555; font-weight: normal; }} details {{ margin: 1em 0; }}
-.explorer {{ font-size: 16px; }}
-</style></head><body>
-<h1>vaelab report</h1>
-<p class="sub">{e(display(run.path))} · generated {e(time.strftime('%Y-%m-%d %H:%M'))}</p>
-<div class="cards">{card_html}</div>
-<p class="sub">{e(provenance)}</p>
-<p class="sub">{e(_judge_sentence(judge, run))}</p>
-{banner}
-<p class="explorer"><a href="{EXPLORER}">Open the explorer</a>, one offline page beside this one in which \
-the run's encoder and decoder run in your browser, to walk the latent space and see what any point decodes to.</p>
-<details open><summary>Configuration and data</summary>
-<table>{config_rows}</table></details>
-{''.join(sections)}
-</body></html>
-"""
+    return [(k, _value(v)) for k, v in shown.items()]
+
+
+def _figure(title: str, caption: str, path: Path) -> dict[str, str]:
+    """One figure's section: its title and caption ("" continues the previous section) and the PNG inline."""
+    return {"title": title, "caption": caption, "png": base64.b64encode(path.read_bytes()).decode("ascii"),
+            "alt": display(path.stem)}

@@ -10,13 +10,11 @@ title is escaped by Jinja2.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from vaelab import pages
 from vaelab.checkpoint import Run, load_run
 from vaelab.errors import VaelabError
 from vaelab.files import atomic_write, display, dumps
@@ -28,18 +26,11 @@ JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u20
 
 def render(payload: dict[str, Any]) -> str:
     """The page for one payload (`vaelab.explorer.export.payload`), as HTML text."""
-    import jinja2
-
-    style, script = _static("explorer.css"), _static("explorer.js")
-    for text, tag in ((style, "style"), (script, "script")):
-        if f"</{tag}" in text.lower():  # would end the element early, and its hash would not match
-            raise ValueError(f"static/explorer.{'css' if tag == 'style' else 'js'} contains '</{tag}'")
-    csp = (f"default-src 'none'; script-src '{_hash(script)}'; style-src '{_hash(style)}'; img-src data: blob:; "
-           "base-uri 'none'; form-action 'none'")
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    template = env.from_string(_static("page.html.j2"))
-    return template.render(title=payload["title"], csp=csp, style=style, script=script,
-                           payload_json=script_safe_json(payload))
+    style = pages.inline(_static("explorer.css"), "style", "static/explorer.css")
+    script = pages.inline(_static("explorer.js"), "script", "static/explorer.js")
+    csp = pages.content_security_policy(style=style, script=script, images="data: blob:")
+    return pages.render(_static("page.html.j2"), title=payload["title"], csp=csp, style=style, script=script,
+                        payload_json=script_safe_json(payload))
 
 
 def script_safe_json(obj: Any) -> str:
@@ -77,11 +68,5 @@ def _out_path(out: Path) -> Path:
 
 
 def _static(name: str) -> str:
-    """A file of static/, as the browser will parse it: UTF-8, no byte-order mark, LF line ends."""
-    text = resources.files("vaelab.explorer").joinpath(STATIC, name).read_text(encoding="utf-8")
-    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _hash(text: str) -> str:
-    """A CSP source for exactly `text`: 'sha256-' and the base64 of its digest."""
-    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+    """A file of static/, as the browser will parse it."""
+    return pages.packaged_text("vaelab.explorer", f"{STATIC}/{name}")
