@@ -4,9 +4,9 @@ PyTorch's CPU worker threads spin while they wait for each other. When another
 process keeps one of two cores busy, a two-thread team spends most of its time
 waiting for the thread that lost its core, and an epoch takes several times as
 long, while a single thread loses almost nothing (docs/benchmarks.md). So
-training measures, every few dozen batches, how much CPU time other processes
-took on the cores it may use (from /proc/stat) and uses as many threads as there
-are cores left for it. The arithmetic gives the same bits with one thread or
+training measures, four times a second, how much CPU time other processes took
+on the cores it may use (from /proc/stat) and uses as many threads as there are
+cores left for it. The arithmetic gives the same bits with one thread or
 several (a test checks it), so this changes the speed, never the numbers.
 """
 
