@@ -25,7 +25,7 @@ from vaelab.evalfile import EvalResult, read_eval
 from vaelab.figures import interpolation_strips
 from vaelab.files import display
 from vaelab.report import _render, current_scores, write_report
-from vaelab.training import train
+from vaelab.training import resume, train
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -303,3 +303,26 @@ def test_the_page_names_both_weights_when_the_scores_are_of_others(trained_run):
     page = html.unescape(_render(run, other, []))
     assert (f"Figures drawn from the weights {run.weights_sha256[:12]} at step {run.step:,}; test scores of the "
             f"weights 0123456789ab at step 7, on {scores.n_images:,} test images.") in page
+
+
+def test_a_report_of_a_run_stopped_before_its_end_says_so_and_how_to_finish_it(small_mnist, tmp_path, monkeypatch):
+    import vaelab.training as train_module
+    from conftest import stop_after_steps
+    from vaelab.signals import stop_after_batch
+    from vaelab.training import TrainingInterrupted
+
+    stop_after_steps(monkeypatch, 13)  # Ctrl-C after the 13th batch: epoch 2 of 3, batch 5
+    path = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        train(TrainConfig(data_dir=str(small_mnist), latent_size=2, hidden_size=8, epochs=3), path,
+              echo=lambda s: None)
+    monkeypatch.setattr(train_module, "stop_after_batch", stop_after_batch)
+    write_report(path, embed_method="pca", n_stats=200, iw_k=2, device="cpu", echo=lambda s: None)
+    page = html.unescape((path / "report.html").read_text())
+    assert (f'<p class="warn">Training stopped before its end, with 1 of the run\'s 3 passes done (step 13), so '
+            f"these are not its final numbers; `vaelab train --resume {display(path)}` trains the rest.</p>") in page
+    assert '<div class="k">epochs</div><div class="v">1 of 3</div>' in page
+    resume(path, epochs=3, echo=lambda s: None)
+    write_report(path, embed_method="pca", n_stats=200, iw_k=2, device="cpu", echo=lambda s: None)
+    page = html.unescape((path / "report.html").read_text())
+    assert "Training stopped" not in page and '<div class="k">epochs</div><div class="v">3</div>' in page

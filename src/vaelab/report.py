@@ -92,9 +92,15 @@ def write_report(run_path: str | Path, *, seed: int = 0, n_stats: int = 10000, s
     start = time.perf_counter()
     explorer = write_explorer(run, seed=seed, data_dir=data_dir)
     echo(f"  {'explorer':<17} {time.perf_counter() - start:5.1f} s  {display(explorer)}")
-    notes = [] if not training else [
-        f"Drawn while the run was still training, from its checkpoint of epoch {run.epoch:,} of "
-        f"{run.config.epochs:,}; later checkpoints are not shown."]
+    if training:
+        notes = [f"Drawn while the run was still training, from its checkpoint of epoch {run.epoch:,} of "
+                 f"{run.config.epochs:,}; later checkpoints are not shown."]
+    elif run.epoch < run.config.epochs:  # stopped early (Ctrl-C, a copy made mid-run): not the run's last word
+        notes = [f"Training stopped before its end, with {run.epoch:,} of the run's {run.config.epochs:,} passes "
+                 f"done (step {run.step:,}), so these are not its final numbers; `vaelab train --resume "
+                 f"{display(run.path)}` trains the rest."]
+    else:
+        notes = []
     for split, word in (("train", "training"), ("test", "test")):
         found = next((c.mismatches for (s, _), c in codes.items() if s == split and c.mismatches), ())
         if found:
@@ -196,7 +202,8 @@ def _render(run: Run, scores: EvalResult, figures: list[Figure], notes: Sequence
         ("reconstruction / KL", f"{scores.loglike:.2f} / {scores.kl:.2f}", "nats per image"),
         ("active units", f"{active} of {latent_size}", "Var[mu] > 0.01" if scores.active_units_by_layer is None
          else "by layer " + ", ".join(map(str, scores.active_units_by_layer)) + " (h1 sampled)"),
-        ("epochs", str(run.epoch), f"{run.metrics[-1]['elapsed']:.1f} s of training" if run.metrics else ""),
+        ("epochs", f"{run.epoch:,}" + (f" of {run.config.epochs:,}" if run.epoch < run.config.epochs else ""),
+         f"{run.metrics[-1]['elapsed']:.1f} s of training" if run.metrics else ""),
     ]
     judge = scores.judge
     if judge is not None:
