@@ -117,6 +117,17 @@ def test_scores_or_not_scored(tab, payloads, tmp_path):
     assert tab.errors == []
 
 
+def test_the_run_panel_says_how_far_training_got(tab, payloads, tmp_path):
+    run = payloads["mlp"]["run"]
+    assert run["epoch"] == run["config"]["epochs"] == 3  # a finished run: its epoch alone
+    done = tab.open(write_page(payloads["mlp"], tmp_path, "done.html")).inner_text("#info")
+    assert f"epoch\n3 (step {run['step']})" in done
+    cut = {**payloads["mlp"], "run": {**run, "epoch": 1, "step": 12, "config": {**run["config"], "epochs": 3280}}}
+    info = tab.open(write_page(cut, tmp_path, "cut.html")).inner_text("#info")
+    assert "epoch\n1 of 3,280 (step 12)" in info
+    assert tab.errors == []
+
+
 # --- interaction ---------------------------------------------------------------------
 def test_slider_changes_decoded_image(tab, pages):
     page = tab.open(pages["mlp"])

@@ -304,7 +304,9 @@
     const rows = [["run", String(data.title)], ["model", modelText],
       ["objective", cfg.samples > 1 ? `${objective}, ${cfg.samples} samples` : objective],
       ["dataset", String(cfg.dataset ?? "mnist")],
-      ["epoch", `${data.run.epoch} (step ${Number(data.run.step).toLocaleString("en")})`]];
+      ["epoch", `${data.run.epoch.toLocaleString("en")}` +
+        (data.run.epoch < cfg.epochs ? ` of ${cfg.epochs.toLocaleString("en")}` : "") +
+        ` (step ${Number(data.run.step).toLocaleString("en")})`]];
     if (scores) {
       rows.push(["test ELBO", `${fmt(scores.elbo)} ± ${fmt(scores.elbo_stderr)} nats`]);
       if (scores.log_likelihood != null) rows.push([`log p(x), K=${scores.iw_k}`, `${fmt(scores.log_likelihood)} nats`]);
