@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import html
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -152,6 +154,13 @@ def stop_after_steps(monkeypatch, steps: int, signum: int = signal.SIGINT) -> di
     monkeypatch.setattr(train_module, "train_step", counting_step)
     monkeypatch.setattr(train_module, "stop_after_batch", SignalAfter(signum, lambda: count["n"] >= steps))
     return count
+
+
+def csp_of(page: str) -> dict[str, str]:
+    """The directives of a page's one Content-Security-Policy, by name."""
+    found = re.findall(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', page)
+    assert len(found) == 1
+    return dict(d.strip().split(" ", 1) for d in html.unescape(found[0]).split(";"))
 
 
 # --- a real browser, for the pages vaelab writes ---------------------------------------------

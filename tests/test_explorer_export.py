@@ -3,7 +3,6 @@ a page nothing from the run can break out of, and the `vaelab explore` command."
 
 import base64
 import hashlib
-import html
 import json
 import os
 import re
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_mnist
+from conftest import csp_of, write_mnist
 from vaelab import latent
 from vaelab.checkpoint import load_run
 from vaelab.cli import main
@@ -254,19 +253,13 @@ def test_nothing_from_the_run_leaves_the_script_element(small_mnist, tmp_path):
     assert not set(JSON_ELEMENT.findall(page)[0]) & set("<>&\u2028\u2029")
 
 
-def _csp(page: str) -> dict[str, str]:
-    found = re.findall(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', page)
-    assert len(found) == 1
-    return dict(d.strip().split(" ", 1) for d in html.unescape(found[0]).split(";"))
-
-
 def _sha256(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
 def test_csp_allows_exactly_the_inline_script_and_style(exported):
     page = render(exported)
-    csp = _csp(page)
+    csp = csp_of(page)
     scripts = re.findall(r"<script>(.*?)</script>", page, re.S)
     styles = re.findall(r"<style>(.*?)</style>", page, re.S)
     assert len(scripts) == 1 and len(styles) == 1

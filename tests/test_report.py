@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import forge_eval, write_idx
+from conftest import csp_of, forge_eval, write_idx
 from vaelab import checkpoint, pages, report
 from vaelab.catalog import DIGITS
 from vaelab.checkpoint import load_run
@@ -264,12 +264,6 @@ def test_a_report_of_a_run_in_training_says_so_and_scores_the_weights_it_draws(r
     assert drawn.weights_sha256 != load_run(run_copy).weights_sha256  # the run did move on meanwhile
 
 
-def _csp(page: str) -> dict[str, str]:
-    found = re.findall(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', page)
-    assert len(found) == 1
-    return dict(d.strip().split(" ", 1) for d in html.unescape(found[0]).split(";"))
-
-
 def test_the_page_allows_only_its_own_style_and_images_inside_it(trained_run):
     run = load_run(trained_run)
     scores = EvalResult.from_dict(json.loads((trained_run / "eval.json").read_text()))
@@ -277,7 +271,7 @@ def test_the_page_allows_only_its_own_style_and_images_inside_it(trained_run):
     styles = re.findall(r"<style>(.*?)</style>", page, re.S)
     assert len(styles) == 1 and "<script" not in page
     digest = base64.b64encode(hashlib.sha256(styles[0].encode()).digest()).decode()
-    assert _csp(page) == {"default-src": "'none'", "style-src": f"'sha256-{digest}'", "img-src": "data:",
+    assert csp_of(page) == {"default-src": "'none'", "style-src": f"'sha256-{digest}'", "img-src": "data:",
                           "base-uri": "'none'", "form-action": "'none'"}
     assert styles[0] == pages.packaged_text("vaelab", "templates/report.css")
 
