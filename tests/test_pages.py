@@ -32,6 +32,13 @@ def test_templates_escape_what_they_are_given_and_refuse_what_they_are_not():
         pages.render("{{ z }}")
 
 
+def test_backquoted_commands_become_code_and_everything_else_stays_text():
+    assert pages.render("{{ w|code }}", w="run `vaelab train --resume <a&b>` then") == (
+        "run <code>vaelab train --resume &lt;a&amp;b&gt;</code> then")
+    assert pages.render("{{ w|code }}", w="`x` and `y`") == "<code>x</code> and <code>y</code>"
+    assert pages.render("{{ w|code }}", w="a `<b>") == "a `&lt;b&gt;"  # an unpaired backquote is kept as text
+
+
 def test_packaged_text_is_read_as_the_browser_parses_it(tmp_path, monkeypatch):
     package = tmp_path / "vaelab_test_pages_pkg"
     (package / "static").mkdir(parents=True)

@@ -140,10 +140,11 @@ def test_collapse_warning_only_when_most_units_are_inactive(trained_run):
 
 
 @pytest.mark.parametrize(("dataset", "said"), [
-    ("mnist", "No judge has scored this run's generated images: it was scored with `--no-judge`, or before vaelab "
-              "had a judge; `vaelab eval {run}` adds the shipped mnist judge's scores."),
-    ("kmnist", "No judge ships for kmnist: `vaelab judge train` makes one from the run's training images (see "
-               "`vaelab judge train --help`), and `vaelab eval {run} --judge FILE` scores with it."),
+    ("mnist", "No judge has scored this run's generated images: it was scored with <code>--no-judge</code>, or "
+              "before vaelab had a judge; <code>vaelab eval {run}</code> adds the shipped mnist judge's scores."),
+    ("kmnist", "No judge ships for kmnist: <code>vaelab judge train</code> makes one from the run's training images "
+               "(see <code>vaelab judge train --help</code>), and <code>vaelab eval {run} --judge FILE</code> scores "
+               "with it."),
 ])
 def test_a_report_without_judge_scores_says_why_and_how_to_get_them(trained_run, dataset, said):
     run = load_run(trained_run)
@@ -314,7 +315,8 @@ def test_a_report_of_a_run_stopped_before_its_end_says_so_and_how_to_finish_it(s
     write_report(path, embed_method="pca", n_stats=200, iw_k=2, device="cpu", echo=lambda s: None)
     page = html.unescape((path / "report.html").read_text())
     assert (f'<p class="warn">Training stopped before its end, with 1 of the run\'s 3 passes done (step 13), so '
-            f"these are not its final numbers; `vaelab train --resume {display(path)}` trains the rest.</p>") in page
+            f"these are not its final numbers; <code>vaelab train --resume {display(path)}</code> trains the "
+            "rest.</p>") in page
     assert '<div class="k">epochs</div><div class="v">1 of 3</div>' in page
     resume(path, epochs=3, echo=lambda s: None)
     write_report(path, embed_method="pca", n_stats=200, iw_k=2, device="cpu", echo=lambda s: None)

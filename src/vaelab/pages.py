@@ -45,9 +45,22 @@ def content_security_policy(*, style: str, script: str | None = None, images: st
     return "; ".join(sources)
 
 
+def code_spans(text: str) -> Any:
+    """`text` escaped, with each `backquoted` part set as <code> (a command to type, kept on one line); text
+    with an odd number of backquotes is only escaped. The template filter `code`."""
+    from markupsafe import Markup, escape
+
+    parts = text.split("`")
+    if len(parts) % 2 == 0:
+        return escape(text)
+    return Markup("").join(Markup("<code>{}</code>").format(part) if i % 2 else escape(part)
+                           for i, part in enumerate(parts))
+
+
 def render(template: str, **context: Any) -> str:
     """`template` (Jinja2 source) rendered with autoescaping; a name it uses but is not given is an error."""
     import jinja2
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters["code"] = code_spans
     return env.from_string(template).render(**context)
