@@ -91,3 +91,31 @@ def test_runs_that_cannot_be_compared_image_by_image_say_what_to_run(two_runs, t
                                            "--iw-k 5000\n")
     assert main(["compare", str(a), str(tmp_path / "missing")]) == 2
     assert "no run at" in capsys.readouterr().err
+
+
+def test_runs_on_differently_binarized_images_are_refused_and_other_draws_are_said(two_runs, small_mnist,
+                                                                                    tmp_path, capsys):
+    dynamic = []
+    for seed in (0, 1):  # test pixels drawn once from each run's seed
+        train(TrainConfig(data_dir=str(small_mnist), latent_size=8, epochs=1, seed=seed, binarization="dynamic"),
+              tmp_path / f"d{seed}", echo=lambda s: None)
+        evaluate_run(tmp_path / f"d{seed}", iw_k=5, judge=False)
+        dynamic.append(tmp_path / f"d{seed}")
+    threshold = two_runs[0]
+    with pytest.raises(VaelabError, match=rf"^{threshold} was trained and scored on threshold-binarized images and "
+                                          rf"{dynamic[0]} on dynamic-binarized ones: their log-likelihoods are of "
+                                          "different data and cannot be compared; compare runs trained with the "
+                                          "same --binarization$"):
+        compare_runs(threshold, dynamic[0])
+    assert compare_runs(dynamic[0], dynamic[0]).different_draws is None
+    assert compare_runs(threshold, two_runs[1]).different_draws is None  # fixed pixels: no draw at all
+    c = compare_runs(dynamic[0], dynamic[1])
+    assert c.different_draws == ("seed 0 on cpu", "seed 1 on cpu")
+    assert math.isclose(c.paired_stderr, np.std(_per_image(dynamic[1]) - _per_image(dynamic[0]), ddof=1)
+                        / math.sqrt(500), rel_tol=1e-9)
+    assert main(["compare", str(dynamic[0]), str(dynamic[1])]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "  note: the test images' pixels are different random draws (dynamic binarization: seed 0 on cpu and "
+        "seed 1 on cpu); each image's two estimates are still paired, but part of the spread is the draws'")
+    assert main(["compare", str(dynamic[0]), str(dynamic[1]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["different_draws"] == ["seed 0 on cpu", "seed 1 on cpu"]

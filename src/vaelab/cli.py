@@ -370,6 +370,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"difference": c.difference, "paired_stderr": c.paired_stderr,
                           "unpaired_stderr": c.unpaired_stderr, "verdict": c.verdict, "n_images": a.n_images,
+                          "different_draws": c.different_draws,
                           "first": {"run": str(args.first), "log_likelihood": a.log_likelihood,
                                     "log_likelihood_stderr": a.log_likelihood_stderr, "iw_k": a.iw_k},
                           "second": {"run": str(args.second), "log_likelihood": b.log_likelihood,
@@ -389,6 +390,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if a.iw_k != b.iw_k:
         print(f"  note: scored with different K ({a.iw_k:,} and {b.iw_k:,}); a larger K gives a tighter bound, so "
               "part of the difference is the estimates', not the models'; score both with the same --iw-k")
+    if c.different_draws:
+        print(f"  note: the test images' pixels are different random draws (dynamic binarization: "
+              f"{c.different_draws[0]} and {c.different_draws[1]}); each image's two estimates are still paired, "
+              "but part of the spread is the draws'")
     return 0
 
 

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from vaelab.checkpoint import load_run
+from vaelab.checkpoint import Run, load_run
 from vaelab.errors import VaelabError
 from vaelab.evalfile import EvalResult, paired_stderr, read_eval
 from vaelab.files import display
@@ -31,6 +31,9 @@ class Comparison:
     difference: float
     paired_stderr: float  # the spread of the per-image differences over sqrt(n)
     unpaired_stderr: float  # the two runs' standard errors combined as if independent: an overstatement
+    # With dynamic binarization, each run's test pixels are one Bernoulli draw from the grey levels: the two
+    # runs' draws, e.g. ("seed 0 on cpu", "seed 1 on cpu"), when they differ, else None.
+    different_draws: tuple[str, str] | None = None
 
     @property
     def verdict(self) -> str:
@@ -40,10 +43,9 @@ class Comparison:
         return "ahead" if self.difference > 0 else "behind"
 
 
-def scores_of(path: str | Path) -> EvalResult:
-    """The run's scores of its current weights, with each test image's IW estimate; else a VaelabError
-    saying what to run."""
-    run = load_run(path)
+def scores_of(run: Run, path: str | Path) -> EvalResult:
+    """The scores of the run (at `path`) of its current weights, with each test image's IW estimate; else a
+    VaelabError saying what to run."""
     try:
         scores = read_eval(run, strict=True)
     except ValueError as exc:
@@ -60,15 +62,40 @@ def scores_of(path: str | Path) -> EvalResult:
     return scores
 
 
+def test_pixels(run: Run, scores: EvalResult) -> str:
+    """How the run's test images were made black and white: 'threshold', or the dynamic draw's seed and
+    device (`prepare.test_pixels_generator`: recorded in training, else the scoring seed)."""
+    if run.config.binarization != "dynamic":
+        return run.config.binarization
+    drawn = run.data.get("test_binarization")
+    if isinstance(drawn, dict):
+        return f"seed {drawn.get('seed', run.config.seed)} on {drawn.get('device', 'cpu')}"
+    return f"seed {scores.seed} (the scoring seed)"
+
+
 def compare_runs(first: str | Path, second: str | Path) -> Comparison:
-    """`second`'s log-likelihood minus `first`'s, paired over the test images both were scored on."""
-    a, b = scores_of(first), scores_of(second)
+    """`second`'s log-likelihood minus `first`'s, paired over the test images both were scored on.
+
+    Runs whose test images were binarized differently (threshold against dynamic) are refused: their
+    likelihoods are of different data. Two dynamic runs may have drawn their test pixels differently
+    (other seeds): still the same images, each drawn independently of the others, so the per-image
+    differences are independent and their spread is still the difference's standard error; the
+    comparison says so (`different_draws`)."""
+    run_a, run_b = load_run(first), load_run(second)
+    a, b = scores_of(run_a, first), scores_of(run_b, second)
+    if run_a.config.binarization != run_b.config.binarization:
+        raise VaelabError(f"{display(first)} was trained and scored on {run_a.config.binarization}-binarized images "
+                          f"and {display(second)} on {run_b.config.binarization}-binarized ones: their "
+                          "log-likelihoods are of different data and cannot be compared; compare runs trained "
+                          "with the same --binarization")
     if a.n_images < 2:
         raise VaelabError(f"{display(first)} was scored on {a.n_images} test image: a comparison needs two or more")
     if a.data_sha256 != b.data_sha256 or a.n_images != b.n_images:
         raise VaelabError(f"{display(first)} and {display(second)} were scored on different test images, so they "
                           "cannot be compared image by image; score both on the same files (vaelab eval RUN "
                           "--data-dir DIR)")
+    draws = (test_pixels(run_a, a), test_pixels(run_b, b))
     return Comparison(first=a, second=b, difference=b.log_likelihood - a.log_likelihood,
                       paired_stderr=paired_stderr(b.log_likelihood_per_image, a.log_likelihood_per_image),
-                      unpaired_stderr=math.hypot(a.log_likelihood_stderr, b.log_likelihood_stderr))
+                      unpaired_stderr=math.hypot(a.log_likelihood_stderr, b.log_likelihood_stderr),
+                      different_draws=None if draws[0] == draws[1] else draws)
