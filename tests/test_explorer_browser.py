@@ -111,7 +111,10 @@ def test_page_loads_offline_without_errors(tab, pages, payloads, name):
 
 def test_scores_or_not_scored(tab, payloads, tmp_path):
     scored = tab.open(write_page(payloads["mlp"], tmp_path, "scored.html")).inner_text("#info")
-    assert payloads["mlp"]["run"]["scores"] is not None and "test ELBO" in scored
+    scores = payloads["mlp"]["run"]["scores"]
+    assert scores is not None and "test ELBO" in scored
+    assert (f"log p(x), K={scores['iw_k']}\n{scores['log_likelihood']:.2f} ± {scores['log_likelihood_stderr']:.2f} "
+            "nats").replace("-", "\u2212") in scored
     unscored = {**payloads["mlp"], "run": {**payloads["mlp"]["run"], "scores": None}}
     assert "not scored yet" in tab.open(write_page(unscored, tmp_path, "unscored.html")).inner_text("#info")
     assert tab.errors == []

@@ -309,8 +309,10 @@
         ` (step ${Number(data.run.step).toLocaleString("en")})`]];
     if (scores) {
       rows.push(["test ELBO", `${fmt(scores.elbo)} ± ${fmt(scores.elbo_stderr)} nats`]);
-      if (scores.log_likelihood != null) rows.push([`log p(x), K=${scores.iw_k}`, `${fmt(scores.log_likelihood)} nats`]);
-      rows.push(["active units", `${scores.active_units} of ${L}, ${scores.n_images} test images`]);
+      if (scores.log_likelihood != null) {
+        rows.push([`log p(x), K=${scores.iw_k}`, `${fmt(scores.log_likelihood)} ± ${fmt(scores.log_likelihood_stderr)} nats`]);
+      }
+      rows.push(["active units", `${scores.active_units} of ${L}, ${scores.n_images.toLocaleString("en")} test images`]);
     } else {
       rows.push(["test scores", "not scored yet"]);
     }
