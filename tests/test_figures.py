@@ -4,6 +4,7 @@ import dataclasses
 import html
 import re
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -229,3 +230,21 @@ def test_figures_use_the_runs_image_shape(run_copy, tmp_path, drawn):
     mix, recon = (fig.axes[0].images[0].get_array().shape for fig in drawn)
     assert mix == (10 * (14 + plots.GAP) - plots.GAP, 10 * (56 + plots.GAP) - plots.GAP)
     assert recon == (2 * (14 + plots.GAP) - plots.GAP, 3 * (56 + plots.GAP) - plots.GAP)
+
+
+def test_the_curves_caption_says_how_a_long_run_is_drawn():
+    spec = next(s for s in figures.FIGURES if s.name == "curves")
+
+    def caption(lrs):
+        rows = [{"epoch": e, "lr": lr} for e, lr in enumerate(lrs, 1)]
+        return spec.caption(SimpleNamespace(run=SimpleNamespace(metrics=rows)))  # all the caption reads
+
+    base = ("Per-image ELBO and its two terms after each epoch, on the training set (mean over the epoch's "
+            "batches), the test set and, when images were held out, the validation set.")
+    assert caption([1e-3] * 10) == base  # the article's run: as before
+    iwae = [1e-3] + [7.2e-4] * 3 + [5.2e-4] * 9 + [3.7e-4] * 27 + [2.7e-4] * 81 + [1.9e-4] * 243 + [1.4e-4] * 100
+    assert caption(iwae) == base + (" Epochs are on a log scale. Grey lines mark the learning rate's steps, after "
+                                    "epochs 1, 4, 13, 40, 121 and 364.")
+    assert caption(iwae[:40]) == base + " Grey lines mark the learning rate's steps, after epochs 1, 4 and 13."
+    assert caption(iwae[:3]) == base + " Grey lines mark the learning rate's steps, after epoch 1."
+    assert caption([1e-3] * plots.LOG_EPOCHS) == base + " Epochs are on a log scale."

@@ -15,7 +15,10 @@ from vaelab.plots import (
     DPI,
     GAP,
     GAP_VALUE,
+    LOG_EPOCHS,
+    MAX_LR_STEPS,
     figure_path,
+    lr_steps,
     mosaic,
     plot_class_samples,
     plot_curves,
@@ -372,6 +375,33 @@ def test_plot_curves_one_epoch(tmp_path):
     image = read_png(plot_curves(metrics(1, test=True), tmp_path / "curves.png"))
     assert_drawn(image, 12.0, 3.6)
     assert has_colour(image, BLUE) and has_colour(image, RED)  # single markers still drawn
+
+
+def with_lr(rows: list[dict], lrs: list[float | None]) -> list[dict]:
+    return [{**row, "lr": lr} for row, lr in zip(rows, lrs, strict=True)]
+
+
+def test_learning_rate_steps_are_the_epochs_after_which_it_changed():
+    iwae = [1e-3] + [7.2e-4] * 3 + [5.2e-4] * 9 + [3.7e-4] * 27  # Burda et al.'s first four stages: 3^i passes
+    assert lr_steps(with_lr(metrics(40, test=False), iwae)) == [1, 4, 13]
+    assert lr_steps(with_lr(metrics(5, test=False), [1e-3] * 5)) == []  # a constant rate: the article's
+    assert lr_steps(metrics(5, test=False)) == []  # not recorded (runs of early versions)
+    assert lr_steps(with_lr(metrics(4, test=False), [1e-3, None, 5e-4, 5e-4])) == []  # not recorded for one
+    decay = [1e-3 * 0.9 ** e for e in range(MAX_LR_STEPS + 2)]  # a step every epoch: no lines at all
+    assert lr_steps(with_lr(metrics(len(decay), test=False), decay)) == []
+    assert len(lr_steps(with_lr(metrics(MAX_LR_STEPS + 1, test=False), decay[:-1]))) == MAX_LR_STEPS
+
+
+def test_a_long_runs_curves_mark_its_learning_rate_steps(tmp_path):
+    n = LOG_EPOCHS + 100  # past MARKED_EPOCHS and LOG_EPOCHS: lines alone, on a log axis
+    lrs = [1e-3 if e <= 13 else 5e-4 if e <= 121 else 2e-4 for e in range(1, n + 1)]
+    step_grey = (np.array(to_rgb("#888888")) + 1) / 2  # the steps' grey at half opacity over white
+    stepped = read_png(plot_curves(with_lr(metrics(n, test=True), lrs), tmp_path / "stepped.png"))
+    assert_drawn(stepped, 12.0, 3.6)
+    assert has_colour(stepped, BLUE) and has_colour(stepped, RED)
+    plain = read_png(plot_curves(with_lr(metrics(n, test=True), [1e-3] * n), tmp_path / "plain.png"))
+    grey = [int((np.abs(image - step_grey).max(-1) < 0.02).sum()) for image in (stepped, plain)]
+    assert grey[0] - grey[1] > 3 * 2 * 200, grey  # two lines in each of three panels, ~250 px tall each
 
 
 # ----------------------------------------------------------------------------- files

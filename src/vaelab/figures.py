@@ -227,6 +227,21 @@ def draw_command(spec: FigureSpec, args: argparse.Namespace) -> Path:
 # ----------------------------------------------------------------------------- drawing
 
 
+def _curves_layout(metrics: list[dict[str, Any]]) -> str:
+    """What the curves' caption adds for a long run: its log axis and its learning rate's steps."""
+    from vaelab import plots
+
+    if not metrics:
+        return ""
+    _, log_x, steps = plots.curve_layout(metrics)
+    said = " Epochs are on a log scale." if log_x else ""
+    if steps:
+        after = [f"{e:,}" for e in steps]
+        listed = after[0] if len(after) == 1 else f"{', '.join(after[:-1])} and {after[-1]}"
+        said += f" Grey lines mark the learning rate's steps, after epoch{'s' if len(after) > 1 else ''} {listed}."
+    return said
+
+
 def _draw_curves(run: Run, codes: None, a: argparse.Namespace, **to: Any) -> Path:
     from vaelab import explore
 
@@ -316,8 +331,9 @@ FIGURES: list[FigureSpec] = [
         "curves", "training curves: ELBO, reconstruction and KL per epoch", _draw_curves,
         split=None, stats=False, style=False,
         title="Training curves",
-        caption="Per-image ELBO and its two terms after each epoch, on the training set (mean over the epoch's "
-                "batches), the test set and, when images were held out, the validation set."),
+        caption=lambda ctx: "Per-image ELBO and its two terms after each epoch, on the training set (mean over the "
+                            "epoch's batches), the test set and, when images were held out, the validation set."
+                            + _curves_layout(ctx.run.metrics)),
     FigureSpec(
         "reconstruct", "test images beside their reconstructions", _draw_reconstruct,
         split="test", stats=False,

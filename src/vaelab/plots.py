@@ -259,9 +259,35 @@ def plot_kl_per_dimension(kl: np.ndarray, active: np.ndarray, path: str | Path, 
     return _save(fig, path, root)
 
 
+MARKED_EPOCHS = 50  # up to this many epochs a curve marks each one (the article's 10); past it, lines alone
+LOG_EPOCHS = 100  # from this many epochs on, a log axis: the first passes and the last hundreds both show
+MAX_LR_STEPS = 12  # learning-rate changes drawn as lines; a rate that changes every epoch gets none
+
+
+def lr_steps(metrics: Sequence[dict[str, Any]]) -> list[int]:
+    """The epochs after which the learning rate changed (IWAE's schedule: 1, 4, 13, 40, ...), from the `lr`
+    each epoch's metrics record; none where it is not recorded, or where it changes more than
+    MAX_LR_STEPS times (a decay every epoch would hide the curves behind the lines)."""
+    steps = [a["epoch"] for a, b in zip(metrics[:-1], metrics[1:], strict=True)
+             if a.get("lr") is not None and b.get("lr") is not None and a["lr"] != b["lr"]]
+    return steps if len(steps) <= MAX_LR_STEPS else []
+
+
+def curve_layout(metrics: Sequence[dict[str, Any]]) -> tuple[bool, bool, list[int]]:
+    """How `plot_curves` draws these metrics: (each epoch marked, a log axis of epochs, the learning rate's
+    steps)."""
+    return len(metrics) <= MARKED_EPOCHS, max(m["epoch"] for m in metrics) >= LOG_EPOCHS, lr_steps(metrics)
+
+
 def plot_curves(metrics: Sequence[dict[str, Any]], path: str | Path, *, root: str | Path | None = None) -> Path:
-    """ELBO, reconstruction and KL per epoch, train, test and validation (when held out), from a run's metrics."""
+    """ELBO, reconstruction and KL per epoch, train, test and validation (when held out), from a run's metrics.
+
+    Up to MARKED_EPOCHS epochs (the article's run) each epoch is marked; a long run (IWAE's 3,280 passes) is
+    drawn in lines, on a log axis from LOG_EPOCHS epochs on, with its learning rate's steps as faint lines."""
     epochs = np.array([m["epoch"] for m in metrics])
+    from matplotlib.ticker import FuncFormatter
+
+    marked, log_x, steps = curve_layout(metrics)
 
     def column(key: str, sign: float = 1.0) -> np.ndarray:
         return np.array([np.nan if m.get(key) is None else sign * m[key] for m in metrics], dtype=float)
@@ -271,16 +297,28 @@ def plot_curves(metrics: Sequence[dict[str, Any]], path: str | Path, *, root: st
         ("reconstruction log p(x|z)", column("loglike"), column("test_loglike"), column("valid_loglike")),
         ("KL(q(z|x) || p(z))", column("reg", -1.0), column("test_kl"), column("valid_kl")),
     ]
+    styles = {"train": ("o-", "#1f77b4"), "test": ("s--", "#d62728"), "validation": ("^:", "#2ca02c")}
     fig = _figure(12.0, 3.6)
-    for ax, (title, train, test, valid) in zip(fig.subplots(1, 3), panels, strict=True):
-        ax.plot(epochs, train, "o-", label="train", color="#1f77b4", markersize=4)
-        if not np.isnan(test).all():
-            ax.plot(epochs, test, "s--", label="test", color="#d62728", markersize=4)
-        if not np.isnan(valid).all():
-            ax.plot(epochs, valid, "^:", label="validation", color="#2ca02c", markersize=4)
+    for ax, (title, *curves) in zip(fig.subplots(1, 3), panels, strict=True):
+        for (label, (style, colour)), values in zip(styles.items(), curves, strict=True):
+            if label != "train" and np.isnan(values).all():
+                continue
+            if marked:
+                ax.plot(epochs, values, style, label=label, color=colour, markersize=4)
+            else:  # lines alone; the validation set (a few hundred images) is the noisiest, so the faintest
+                ax.plot(epochs, values, style[1:], label=label, color=colour, linewidth=1.2,
+                        alpha=0.7 if label == "validation" else 1.0)
+        for i, epoch in enumerate(steps):
+            ax.axvline(epoch, color="#888888", linewidth=0.8, alpha=0.5, zorder=0,
+                       label="learning rate steps" if i == 0 else None)
         ax.set_title(title, fontsize=11)
-        ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend(frameon=False)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        if log_x:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))  # 1, 10, 100, 1,000
+            ax.set_xlabel("epoch (log scale)")
+        else:
+            ax.set_xlabel("epoch")
+            ax.xaxis.get_major_locator().set_params(integer=True)
     return _save(fig, path, root)
