@@ -402,7 +402,8 @@ def test_the_table_says_how_far_each_cell_not_yet_in_it_has_got(small_mnist, tmp
     assert capsys.readouterr().out == (
         f"No scored cells in {out} yet.\n\nNot trained and scored yet:\n"
         "- iwae/1-layer/vae-k1: trained (1 pass), not scored yet\n"
-        f"- iwae/1-layer/iwae-k5: 1 of 4 passes trained, about {duration(3 * seconds)} to go at the median pace "
+        f"- iwae/1-layer/iwae-k5: 1 of 4 passes trained (test ELBO {row['test_elbo']:.2f} after the last), about "
+        f"{duration(3 * seconds)} to go at the median pace "
         "of the last pass\n"
         "- iwae/2-layer/vae-k1: started, no checkpoint yet\n"
         "- iwae/2-layer/iwae-k5: not started\n")

@@ -153,6 +153,9 @@ def cell_progress(path: Path, preset: str) -> str:
     target = stage_epochs(run.config.stages or IWAE_STAGES)
     if run.epoch < target:
         done = f"{run.epoch:,} of {target:,} passes trained"
+        last = run.metrics[-1].get("test_elbo") if run.metrics else None
+        if isinstance(last, int | float):
+            done += f" (test ELBO {last:.2f} after the last)"
         recent = pace(run.metrics)
         if recent is None:
             return done
