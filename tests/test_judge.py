@@ -187,6 +187,18 @@ def test_a_judge_for_other_images_is_refused(trained_run, tmp_path):
         evaluate_run(trained_run, iw_k=0, judge=path, save=False)
 
 
+def test_a_judge_of_other_classes_is_refused(trained_run):
+    from vaelab.evaluate import evaluate_run
+
+    fashion = shipped_path("fashion-mnist")  # 28 x 28 images of 10 classes, like MNIST's, but not digits
+    with pytest.raises(VaelabError, match=rf"^judge {fashion} \(fashion-mnist, test accuracy 88.84%\) tells apart "
+                                          rf"T-shirt/top, Trouser, Pullover, \.\.\., but {trained_run} makes images "
+                                          r"of 0, 1, 2, \.\.\., so its verdicts would mean nothing; give one trained "
+                                          r"on the run's data with --judge \(`vaelab judge train`\), or add "
+                                          r"--no-judge$"):
+        evaluate_run(trained_run, iw_k=0, judge=fashion, save=False)
+
+
 def test_judge_train_command(small_mnist, tmp_path, capsys):
     from vaelab.cli import main
 

@@ -251,7 +251,21 @@ def find_judge(run: Run, judge: str | Path | bool) -> LoadedJudge | None:
                           f"but {display(run.path)} makes {wanted[0]} x {wanted[1]} images of "
                           f"{len(explore.classes_of(run).names)} classes; give a judge trained on the run's data "
                           "(`vaelab judge train`) with --judge, or --no-judge")
+    named = (found.info.get("classes") or {}).get("names")
+    ours = list(explore.classes_of(run).names)
+    if isinstance(named, list) and named[:len(ours)] != ours:  # class i must mean the same to both
+        dataset = run.config.dataset
+        fix = (f"omit --judge to use the one shipped for {dataset}, " if dataset and shipped_path(dataset) else
+               "give one trained on the run's data with --judge (`vaelab judge train`), ")
+        named_set = f" ({dataset})" if dataset not in (None, "folder") else ""
+        raise VaelabError(f"{describe(found)} tells apart {_few(named)}, but {display(run.path)} makes images of "
+                          f"{_few(ours)}{named_set}, so its verdicts would mean nothing; {fix}or add --no-judge")
     return found
+
+
+def _few(names: list[str]) -> str:
+    """A list of class names, shortened: '0, 1, 2, ...' or 'T-shirt/top, Trouser, Pullover, ...'."""
+    return ", ".join(map(str, names[:3])) + (", ..." if len(names) > 3 else "")
 
 
 @torch.inference_mode()
