@@ -115,6 +115,10 @@ def test_scores_or_not_scored(tab, payloads, tmp_path):
     assert scores is not None and "test ELBO" in scored
     assert (f"log p(x), K={scores['iw_k']}\n{scores['log_likelihood']:.2f} ± {scores['log_likelihood_stderr']:.2f} "
             "nats").replace("-", "\u2212") in scored
+    assert "scored on" not in scored  # on the run's own test files
+    elsewhere = {**payloads["mlp"], "run": {**payloads["mlp"]["run"], "scores": {**scores, "data_matches_run": False}}}
+    assert ("scored on\nother test files than the run's own (vaelab eval --data-dir)"
+            in tab.open(write_page(elsewhere, tmp_path, "elsewhere.html")).inner_text("#info"))
     unscored = {**payloads["mlp"], "run": {**payloads["mlp"]["run"], "scores": None}}
     assert "not scored yet" in tab.open(write_page(unscored, tmp_path, "unscored.html")).inner_text("#info")
     assert tab.errors == []

@@ -89,6 +89,7 @@ def test_payload_has_every_key_of_the_contract(run, exported, small_mnist):
     assert p["run"]["scores"] == {"elbo": scores.elbo, "elbo_stderr": scores.elbo_stderr,
                                   "log_likelihood": scores.log_likelihood,
                                   "log_likelihood_stderr": scores.log_likelihood_stderr, "iw_k": scores.iw_k,
+                                  "data_matches_run": True,
                                   "active_units": scores.active_units, "n_images": scores.n_images}
     assert p["model"]["name"] == "mlp"
     assert p["model"]["args"] == {"image_shape": [28, 28], "latent_size": size, "hidden": [16, 16],

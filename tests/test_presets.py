@@ -16,7 +16,15 @@ from vaelab.cli import main
 from vaelab.config import TrainConfig, stage_epochs, stage_of
 from vaelab.errors import VaelabError
 from vaelab.models.init import authors_weights, initialise, output_bias
-from vaelab.presets import list_presets, load_preset, paper_cell, published
+from vaelab.presets import (
+    changes,
+    list_presets,
+    load_preset,
+    other_data,
+    paper_cell,
+    published,
+    unlike_its_preset,
+)
 from vaelab.report import write_report
 from vaelab.training import build_model, resume, train
 
@@ -194,3 +202,23 @@ def test_published_is_none_for_a_run_of_no_preset_or_of_one_not_shipped():
     assert published(config) == (-86.35, "Table 1, MNIST, 1 stochastic layer, VAE, k = 50", "K = 5,000, 3,280 passes")
     assert published(TrainConfig()) is None
     assert published(replace(config, preset="iwae/3-layer/vae-k1")) is None
+
+
+def test_a_preset_run_given_other_flags_or_data_is_not_the_papers_cell(small_mnist):
+    config = TrainConfig.from_dict(load_preset("iwae/1-layer/iwae-k50"))
+    # how long, where, with which seed, and what the log shows: still the cell
+    same = replace(config, stages=3, epochs=None, seed=7, device="cpu", test_every_epoch=False)
+    assert changes(same) == [] and other_data(same) is None and unlike_its_preset(same) is None
+    assert published(same) == published(config) != None  # noqa: E711
+    changed = replace(config, samples=5, hidden_size=(100, 100))  # `--preset ... --samples 5 --hidden-size 100`
+    assert changes(changed) == ["hidden_size 100, 100 instead of 200, 200", "samples 5 instead of 50"]
+    assert published(changed) is None
+    assert unlike_its_preset(changed) == (
+        "This run started from preset iwae/1-layer/iwae-k50 but trains otherwise (hidden_size 100, 100 instead of "
+        "200, 200; samples 5 instead of 50), so it is not that cell of the paper, and the paper's number is not "
+        "shown beside its own")
+    elsewhere = replace(config, dataset="folder", data_dir=str(small_mnist))  # --data-dir: other images
+    assert changes(elsewhere) == [] and other_data(elsewhere) == "folder" and published(elsewhere) is None
+    fashion = replace(config, dataset="fashion-mnist")
+    assert other_data(fashion) == "fashion-mnist" and published(fashion) is None
+    assert changes(TrainConfig()) == [] and other_data(TrainConfig()) is None  # no preset: nothing to differ from

@@ -24,6 +24,7 @@ from vaelab.device import describe
 from vaelab.evalfile import EvalResult, read_eval
 from vaelab.figures import interpolation_strips
 from vaelab.files import display
+from vaelab.presets import load_preset
 from vaelab.report import _render, current_scores, write_report
 from vaelab.training import resume, train
 
@@ -158,9 +159,15 @@ def test_a_preset_runs_report_shows_the_papers_number_in_its_own_card(trained_ru
     scores = EvalResult.from_dict(json.loads((trained_run / "eval.json").read_text()))
     card = ('<div class="card"><div class="k">the paper\'s log p(x)</div><div class="v">-84.78</div>'
             '<div class="u">K = 5,000, 3,280 passes</div></div>')
-    preset = replace(run, config=replace(run.config, preset="iwae/1-layer/iwae-k50"))
+    preset = replace(run, config=TrainConfig.from_dict(load_preset("iwae/1-layer/iwae-k50")))  # as the preset is
     assert card in html.unescape(_render(preset, scores, []))
     assert "the paper" not in _render(run, scores, [])  # the article's run reproduces no table
+    changed = replace(preset, config=replace(preset.config, samples=5))  # `--preset iwae/1-layer/iwae-k50 --samples 5`
+    page = html.unescape(_render(changed, scores, []))
+    assert "the paper's log p(x)" not in page
+    assert ('<p class="warn">This run started from preset iwae/1-layer/iwae-k50 but trains otherwise (samples 5 '
+            "instead of 50), so it is not that cell of the paper, and the paper's number is not shown beside its "
+            "own.</p>") in page
 
 
 def test_checks_come_before_any_drawing(run_copy, capsys):

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from conftest import stop_after_steps
-from vaelab import reproduce
+from vaelab import presets, reproduce
 from vaelab.checkpoint import CHECKPOINT, METRICS, load_checkpoint
 from vaelab.cli import main
 from vaelab.device import describe
@@ -108,10 +108,17 @@ def test_cells_scored_on_the_same_images_are_compared_image_by_image():
     assert comparisons([a, b]) == [f"- 1-layer/iwae-k5 {a.log_likelihood:.2f} vs 1-layer/vae-k1 {b.log_likelihood:.2f}"
                                    f" (13 passes): {diff:+.2f} ± {paired:.2f} nats (paired), holds"]
     unpaired = f"{diff:+.2f} ± {math.hypot(a.stderr, b.stderr):.2f} nats (unpaired), ahead within noise"
-    other_files = scored("iwae/1-layer/vae-k1", vae, test_files=(("t10k-images-idx3-ubyte", "c" * 64),))
-    for other in (replace(b, per_image=None), other_files, replace(b, test_files=None),
+    for other in (replace(b, per_image=None), replace(b, test_files=None),
                   replace(b, per_image=b.per_image[:-1])):  # not the same images' estimates: not paired
-        assert comparisons([a, other])[0].endswith(unpaired)
+        assert comparisons([a, other]) == [f"- 1-layer/iwae-k5 {a.log_likelihood:.2f} vs 1-layer/vae-k1 "
+                                           f"{b.log_likelihood:.2f} (13 passes): {unpaired}"]
+    other_files = scored("iwae/1-layer/vae-k1", vae, test_files=(("t10k-images-idx3-ubyte", "c" * 64),))
+    assert comparisons([a, other_files]) == [  # other images (another dataset): no verdict at all
+        "- 1-layer/iwae-k5 vs 1-layer/vae-k1: scored on different test files, not compared"]
+    assert comparisons([replace(a, iw_k=500), b]) == [  # a looser bound on one side: said beside the verdict
+        f"- 1-layer/iwae-k5 {a.log_likelihood:.2f} vs 1-layer/vae-k1 {b.log_likelihood:.2f} (13 passes): "
+        f"{diff:+.2f} ± {paired:.2f} nats (paired), holds (scored with K = 500 and 5,000: part of the difference "
+        "is the estimates')"]
 
 
 def test_a_shortened_schedule_is_said_in_every_row():
@@ -326,14 +333,21 @@ def test_a_helper_log_planted_as_a_link_stops_the_command_before_it_trains(small
     assert (tmp_path / "elsewhere").read_text() == "mine" and sorted(os.listdir(out)) == [CLAIMS, "helper-2.log"]
 
 
-def test_eval_of_a_preset_run_prints_the_papers_number_beside_its_own(small_mnist, trained_run, tmp_path, capsys):
+def test_eval_of_a_preset_run_prints_the_papers_number_beside_its_own(small_mnist, trained_run, tmp_path, capsys,
+                                                                     monkeypatch):
     path = train_cell("iwae/2-layer/iwae-k5", tmp_path / "table", 1, data_dir=str(small_mnist),
                       echo=lambda line: None)
     assert main(["eval", str(path), "--iw-k", "3", "--no-judge", "--data-dir", str(small_mnist)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[2].startswith("  log p(x), IW K=3 ")
-    assert lines[3] == ("  the paper                 -83.89          (Table 1, MNIST, 2 stochastic layers, IWAE, "
-                        "k = 5: K = 5,000, 3,280 passes; this run: 1)")
+    assert lines[3] == ("  the paper              not shown: this run started from preset iwae/2-layer/iwae-k5 but "
+                        "on folder data, not the paper's mnist, so it is not that cell of the paper, and the paper's "
+                        "number is not shown beside its own")  # a slice of MNIST, through --data-dir
+    monkeypatch.setattr(presets, "other_data", lambda config: None)  # as if on the bundled MNIST
+    assert main(["eval", str(path), "--iw-k", "3", "--no-judge", "--data-dir", str(small_mnist)]) == 0
+    assert capsys.readouterr().out.splitlines()[3] == (
+        "  the paper                 -83.89          (Table 1, MNIST, 2 stochastic layers, IWAE, k = 5: K = 5,000, "
+        "3,280 passes; this run: 1)")
     assert main(["eval", str(trained_run), "--iw-k", "3", "--no-judge"]) == 0  # the article's run: no paper line
     assert "the paper" not in capsys.readouterr().out
 

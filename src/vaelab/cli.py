@@ -321,7 +321,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from vaelab.checkpoint import load_run
     from vaelab.evalfile import read_eval
     from vaelab.evaluate import check_iw_k, evaluate_run
-    from vaelab.presets import published
+    from vaelab.presets import published, unlike_its_preset
     from vaelab.rundir import still_training
 
     progress = not args.quiet and not args.json and sys.stderr.isatty()
@@ -348,6 +348,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if paper is not None:
             number, cell, how = paper
             print(f"  {'the paper':<22} {number:9.2f}          ({cell}: {how}; this run: {r.epoch:,})")
+        elif (unlike := unlike_its_preset(run.config)) is not None:
+            print(f"  {'the paper':<22} not shown: {unlike[0].lower()}{unlike[1:]}")
     print(f"  active units           {r.active_units} of {len(r.kl_per_dimension)}"
           "   (Var[mu] > 0.01, Burda et al. 2015)")
     if r.active_units_by_layer is not None and len(r.active_units_by_layer) == len(run.model.layer_sizes):

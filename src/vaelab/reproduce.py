@@ -32,7 +32,7 @@ from vaelab.errors import RunBusy, VaelabError
 from vaelab.evalfile import paired_stderr, read_eval
 from vaelab.evaluate import evaluate_run
 from vaelab.files import atomic_write, display, exclusive_lock, planted
-from vaelab.presets import PAPER_K, list_presets, load_preset, paper_cell
+from vaelab.presets import PAPER_K, changes, list_presets, load_preset, other_data, paper_cell
 from vaelab.rundir import RunDir
 from vaelab.training import resume, train
 from vaelab.trainlog import machines
@@ -59,6 +59,7 @@ class Cell:
     machine: str  # the machines that trained it, as its epochs recorded them
     per_image: tuple[float, ...] | None = None  # each test image's estimate, when eval.json keeps them
     test_files: tuple[tuple[str, str], ...] | None = None  # the test files scored: (name, SHA-256), sorted
+    other_data: str | None = None  # the dataset, when not the paper's (--data-dir): no gap to the paper's number
 
 
 def papers() -> list[str]:
@@ -98,8 +99,8 @@ def train_cell(preset: str, out: Path, stages: int, *, device: str | None = None
     """Train `preset` on its first `stages` stages into OUT/<cell>, resuming the run there if there is one."""
     path = out / folder_of(preset)
     if (path / CHECKPOINT).exists():
-        held = load_checkpoint(path).config.preset
-        if held != preset:
+        held = load_checkpoint(path).config
+        if held.preset != preset or changes(held):
             raise VaelabError(f"{_holds(path, held)}, not {preset}; move it away (`mv {display(path)} "
                               f"{display(path)}.old`) and run this again")
         resume(path, stages=stages, device=device, data_dir=data_dir, progress=progress, echo=echo)
@@ -119,7 +120,7 @@ def score_cell(path: Path, *, iw_k: int = PAPER_K, device: str = "auto", data_di
     """Score the run with `iw_k` importance samples unless eval.json already holds as many for its weights."""
     run = load_run(path)
     scores = read_eval(run)
-    if scores is None or scores.log_likelihood is None or scores.iw_k < iw_k:
+    if scores is None or scores.log_likelihood is None or scores.iw_k < iw_k or not scores.data_matches_run:
         scores = evaluate_run(run, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress, judge=False)
         what = "scored"
     else:
@@ -134,13 +135,15 @@ def read_cell(path: Path) -> Cell | None:
         return None
     run: Run = load_run(path)
     scores = read_eval(run)
-    if scores is None:
+    if scores is None or not scores.data_matches_run:  # scored on other files than its own: not its score
         return None
     return cell_from_records(run.config, run.metrics, scores.to_dict())
 
 
-def _holds(path: Path, preset: str | None) -> str:
-    return f"{display(path)} holds a run of {'preset ' + preset if preset else 'no preset'}"
+def _holds(path: Path, config: TrainConfig) -> str:
+    changed = changes(config)
+    return (f"{display(path)} holds a run of {'preset ' + config.preset if config.preset else 'no preset'}"
+            + (f" that trains otherwise ({'; '.join(changed)})" if changed else ""))
 
 
 def cell_progress(path: Path, preset: str) -> str:
@@ -148,8 +151,8 @@ def cell_progress(path: Path, preset: str) -> str:
     if not (path / CHECKPOINT).is_file():
         return "started, no checkpoint yet" if path.is_dir() else "not started"
     run = load_run(path)
-    if run.config.preset != preset:
-        return _holds(path, run.config.preset)
+    if run.config.preset != preset or changes(run.config):
+        return _holds(path, run.config)
     target = stage_epochs(run.config.stages or IWAE_STAGES)
     if run.epoch < target:
         done = f"{run.epoch:,} of {target:,} passes trained"
@@ -183,14 +186,15 @@ def cell_from_records(config: TrainConfig, metrics: list[dict[str, Any]], scores
     """A cell from a run's config, its metrics' rows and its eval.json's values; None if it is not a scored
     preset run. `read_cell` checks the records against the weights first; bench/table1.py, for runs kept
     without weights, cannot."""
-    if config.preset is None or scores.get("log_likelihood") is None:
-        return None
+    if config.preset is None or scores.get("log_likelihood") is None or changes(config):
+        return None  # changed: not the preset's cell (`cell_progress` says so)
     return Cell(preset=config.preset, paper=paper_cell(config.preset).test_log_likelihood,
                 log_likelihood=scores["log_likelihood"], stderr=scores["log_likelihood_stderr"],
                 iw_k=scores["iw_k"], passes=len(metrics), stages=config.stages or IWAE_STAGES,
                 seconds=metrics[-1]["elapsed"] if metrics else 0.0, active_units=scores["active_units"],
                 machine=machines(metrics), per_image=_tuple(scores.get("log_likelihood_per_image")),
-                test_files=_tuple(sorted((scores.get("data_sha256") or {}).items())) or None)
+                test_files=_tuple(sorted((scores.get("data_sha256") or {}).items())) or None,
+                other_data=other_data(config))
 
 
 def _tuple(values: list | None) -> tuple | None:
@@ -212,8 +216,9 @@ def markdown_table(cells: list[Cell], machine: str | None = None) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for c in cells:
         took = duration(c.seconds)
+        gap = f"{c.log_likelihood - c.paper:+.2f}" if c.other_data is None else f"none: {c.other_data} data"
         lines.append(f"| `{c.preset}` | {c.paper:.2f} | {c.log_likelihood:.2f} ± {c.stderr:.2f} (K={c.iw_k:,}) | "
-                     f"{c.log_likelihood - c.paper:+.2f} | {schedule(c)} | {took} | {c.active_units} | "
+                     f"{gap} | {schedule(c)} | {took} | {c.active_units} | "
                      f"{(machine or c.machine).replace('|', '/')} |")
     return "\n".join(lines)
 
@@ -229,7 +234,8 @@ def comparisons(cells: list[Cell]) -> list[str]:
     which overstates it, since both share the test images' difficulty. Last, each IWAE k = 1 against the
     VAE k = 1, the same model in the paper (one sample: the IWAE bound is the ELBO, its KL estimated from
     the sample where the VAE presets take it exactly): "the same within noise" when within two standard
-    errors, else "differ". Only cells trained for as many passes are compared."""
+    errors, else "differ". Only cells trained for as many passes are compared; cells scored on different test
+    files are named, not compared, and a difference K between two cells' estimates is said beside theirs."""
     by_name = {c.preset.split("/", 1)[1]: c for c in cells}
     layers = ("1-layer", "2-layer")
     pairs = [(f"{n}/iwae-k{k}", f"{n}/vae-k1") for n in layers for k in (5, 50)]
@@ -243,6 +249,9 @@ def comparisons(cells: list[Cell]) -> list[str]:
         a, b = by_name.get(better), by_name.get(worse)
         if a is None or b is None or a.passes != b.passes:
             continue
+        if a.test_files is not None and b.test_files is not None and a.test_files != b.test_files:
+            lines.append(f"- {better} vs {worse}: scored on different test files, not compared")
+            continue
         diff = a.log_likelihood - b.log_likelihood
         paired = (a.per_image is not None and b.per_image is not None and a.test_files is not None
                   and a.test_files == b.test_files and len(a.per_image) == len(b.per_image) > 1)
@@ -254,7 +263,9 @@ def comparisons(cells: list[Cell]) -> list[str]:
                        else "behind within noise" if diff >= -2 * se else "fails")
         lines.append(f"- {better} {a.log_likelihood:.2f} vs {worse} {b.log_likelihood:.2f} "
                      f"({a.passes:,} pass{'es' if a.passes != 1 else ''}): {diff:+.2f} ± {se:.2f} nats "
-                     f"({'paired' if paired else 'unpaired'}), {verdict}")
+                     f"({'paired' if paired else 'unpaired'}), {verdict}"
+                     + (f" (scored with K = {a.iw_k:,} and {b.iw_k:,}: part of the difference is the estimates')"
+                        if a.iw_k != b.iw_k else ""))
     return lines
 
 

@@ -13,7 +13,7 @@ The contract, `format` "vaelab-explorer/1" (the script relies on every key)::
           epoch: int, step: int, weights_sha256: str,
           config: {...},             TrainConfig.to_dict()
           scores: {elbo, elbo_stderr, log_likelihood, log_likelihood_stderr (or null), iw_k,
-                    active_units, n_images} or null}
+                    active_units, n_images, data_matches_run} or null}
                                      from eval.json when it scores exactly these weights, else null
     model: {name: "mlp" | "conv",
             args: {...},             the constructor's arguments: vaelab.models.named_args(model) minus "name"
@@ -68,7 +68,8 @@ from vaelab.prepare import test_pixels_generator
 FORMAT = "vaelab-explorer/1"
 MIN_IMAGES, MAX_IMAGES = 10, 10_000  # test images embedded: enough for a map, few enough for a light page
 MAX_COMPONENTS = 8  # principal directions the page offers as sliders
-SCORES = ("elbo", "elbo_stderr", "log_likelihood", "log_likelihood_stderr", "iw_k", "active_units", "n_images")
+SCORES = ("elbo", "elbo_stderr", "log_likelihood", "log_likelihood_stderr", "iw_k", "active_units", "n_images",
+          "data_matches_run")
 
 
 def payload(run: Run, *, n: int = 1000, seed: int = 0, data_dir: str | None = None,

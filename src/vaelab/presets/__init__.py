@@ -73,14 +73,61 @@ def paper_cell(name: str) -> PaperCell:
     return PaperCell(cell=paper["cell"], test_log_likelihood=float(paper["test_log_likelihood"]))
 
 
+# Fields a run may set its own way and still be its preset's cell: how long and where it trains, its seed,
+# where its files are and what the log shows. The data (`dataset`) are judged apart: `other_data`.
+SAME_CELL = frozenset({"preset", "epochs", "stages", "seed", "device", "data_dir", "download", "class_names",
+                       "test_every_epoch", "dataset"})
+
+
+def changes(config: TrainConfig) -> list[str]:
+    """How a preset's run differs from its preset in what it trains (flags given beside --preset, e.g.
+    "samples 5 instead of 50"); empty for a run of no preset, of one this version does not ship, or of
+    the preset as it is."""
+    if not config.preset or config.preset not in _files():
+        return []
+    preset = TrainConfig.from_dict(load_preset(config.preset), source=f"preset {config.preset}").to_dict()
+    ours = config.to_dict()
+    return [f"{name} {_shown(ours[name])} instead of {_shown(preset[name])}"
+            for name in preset if name not in SAME_CELL and ours.get(name) != preset[name]]
+
+
+def _shown(value: Any) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+
+
+def other_data(config: TrainConfig) -> str | None:
+    """The run's dataset when its preset's paper used another (a preset run given --data-dir or --dataset),
+    else None."""
+    if not config.preset or config.preset not in _files():
+        return None
+    theirs = load_preset(config.preset).get("dataset", "mnist")
+    return config.dataset if config.dataset != theirs else None
+
+
 def published(config: TrainConfig) -> tuple[float, str, str] | None:
     """The paper's log-likelihood for the cell a preset's run reproduces, the cell, and how the paper scored it
     ("K = 5,000, 3,280 passes"), for `vaelab eval` and the report; None for a run of no preset (or of one this
-    version does not ship)."""
-    if not config.preset:
+    version does not ship), or one that changed what its preset trains or trained on other data (`changes`,
+    `other_data`): its numbers are not the paper's cell's."""
+    if not config.preset or changes(config) or other_data(config):
         return None
     try:
         cell = paper_cell(config.preset)
     except VaelabError:
         return None
     return cell.test_log_likelihood, cell.cell, f"K = {PAPER_K:,}, {stage_epochs(IWAE_STAGES):,} passes"
+
+
+def unlike_its_preset(config: TrainConfig) -> str | None:
+    """Why a preset's run is not its paper's cell, in a sentence for `vaelab eval` and the report; None if it
+    is (or is no preset's run)."""
+    changed, data = changes(config), other_data(config)
+    if not changed and not data:
+        return None
+    how = []
+    if changed:
+        how.append(f"trains otherwise ({'; '.join(changed)})")
+    if data:
+        how.append(f"on {data} data, not the paper's {load_preset(config.preset).get('dataset', 'mnist')}")
+    return (f"This run started from preset {config.preset} but {' and '.join(how)}, so it is not that cell of "
+            "the paper, and the paper's number is not shown beside its own")

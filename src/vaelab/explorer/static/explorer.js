@@ -313,6 +313,9 @@
         rows.push([`log p(x), K=${scores.iw_k}`, `${fmt(scores.log_likelihood)} ± ${fmt(scores.log_likelihood_stderr)} nats`]);
       }
       rows.push(["active units", `${scores.active_units} of ${L}, ${scores.n_images.toLocaleString("en")} test images`]);
+      if (scores.data_matches_run === false) {
+        rows.push(["scored on", "other test files than the run's own (vaelab eval --data-dir)"]);
+      }
     } else {
       rows.push(["test scores", "not scored yet"]);
     }
