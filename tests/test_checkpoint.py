@@ -522,3 +522,19 @@ def test_a_gpu_run_resumes_on_the_cpu_and_says_its_stream_differs(tiny_run, tmp_
                 "the run is not bit-for-bit reproducible") in lines
         weights.append(result.model.state_dict())
     assert all(torch.equal(v, weights[1][k]) for k, v in weights[0].items())  # the same resume, the same run
+
+
+def test_a_dynamic_gpu_run_resumed_on_the_cpu_says_its_test_pixels_are_drawn_again(small_mnist, tmp_path):
+    from vaelab.training import resume, train
+
+    run = tmp_path / "dynamic"
+    train(TrainConfig(data_dir=str(small_mnist), latent_size=2, hidden_size=8, epochs=1, binarization="dynamic",
+                      validation=100), run, echo=lambda s: None)
+    ckpt = load_checkpoint(run)
+    ckpt.rng_state = CUDA_STATE  # as a GPU run's checkpoint holds it
+    save_checkpoint(run, ckpt)
+    lines = []
+    resume(run, epochs=2, device="cpu", echo=lines.append)
+    assert ("continuing on cpu: the random stream differs from the one the run used on cuda, so from here on the "
+            "run is not bit-for-bit reproducible; its test and validation pixels are drawn again on cpu (dynamic "
+            "binarization), so the test ELBO from here on is of other draws of the same images") in lines

@@ -247,8 +247,11 @@ def _start(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, echo: Ec
     for group in session.optimizer.param_groups:  # as build_optimizer sets it here, whatever device saved it
         group["capturable"] = bool(group.get("fused")) and device.type == "cuda"
     if not restore_generator(session.generator, ckpt.rng_state):  # a GPU run resumed on the CPU, or back
+        redrawn = (f"; its test{' and validation' if data.valid is not None else ''} pixels are drawn again "
+                   f"on {device.type} (dynamic binarization), so the test ELBO from here on is of other draws of "
+                   "the same images" if data.dynamic else "")
         echo(f"continuing on {device}: the random stream differs from the one the run used on "
-             f"{state_origin(ckpt.rng_state)}, so from here on the run is not bit-for-bit reproducible")
+             f"{state_origin(ckpt.rng_state)}, so from here on the run is not bit-for-bit reproducible{redrawn}")
     session.position, session.metrics = ckpt.position, ckpt.metrics
     session.saved = dataclasses.replace(ckpt.position)
     if ckpt.perm is not None:
