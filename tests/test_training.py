@@ -158,6 +158,21 @@ def test_a_relative_data_dir_is_stored_as_the_absolute_path_it_meant(small_mnist
     assert resume(tmp_path / "run", epochs=2, echo=lambda s: None).epoch == 2
 
 
+def test_a_relative_class_names_file_is_stored_as_the_absolute_path_it_meant(small_mnist, tmp_path, monkeypatch):
+    from vaelab.checkpoint import load_run
+
+    names = tmp_path / "names" / "digits.txt"
+    names.parent.mkdir()
+    names.write_text("\n".join(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]))
+    monkeypatch.chdir(names.parent)
+    train(TrainConfig(data_dir=str(small_mnist), class_names=names.name, latent_size=8, epochs=1), tmp_path / "run",
+          echo=lambda s: None)
+    monkeypatch.chdir(small_mnist)  # elsewhere, where no digits.txt is: the run still finds its names
+    assert load_checkpoint(tmp_path / "run").config.class_names == str(names)
+    assert resume(tmp_path / "run", epochs=2, echo=lambda s: None).epoch == 2
+    assert load_run(tmp_path / "run").data["classes"]["names"][:2] == ["zero", "one"]
+
+
 def test_a_non_finite_test_elbo_is_a_divergence_and_no_file_holds_nan(small_mnist, tmp_path, monkeypatch):
     real = train_module._test_scores
     calls = {"n": 0}

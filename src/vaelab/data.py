@@ -315,5 +315,6 @@ def data_mismatches(recorded: dict[str, str], found: dict[str, str]) -> list[str
 
 
 def absolute_data_dir(data_dir: str | Path | None) -> str | None:
-    """The absolute path a (possibly relative, possibly ~) --data-dir meant, as the run stores it."""
+    """The absolute path a (possibly relative, possibly ~) --data-dir (or --class-names) meant, as the run
+    stores it."""
     return None if data_dir is None else str(Path(os.path.abspath(Path(data_dir).expanduser())))

@@ -112,7 +112,8 @@ def train(config: TrainConfig, out: str | Path | None = None, *, progress: bool 
     The folder is locked while training writes it; if the start fails before the
     first checkpoint, nothing is left behind.
     """
-    config = dataclasses.replace(config, data_dir=absolute_data_dir(config.data_dir))
+    config = dataclasses.replace(config, data_dir=absolute_data_dir(config.data_dir),
+                                 class_names=absolute_data_dir(config.class_names))  # found from any folder later
     resolve_device(config.device)  # no GPU: refuse before any folder is made
     with RunDir.new(out) as run_dir:
         return _fit(run_dir.path, config, None, progress=progress, echo=echo)
