@@ -199,6 +199,19 @@ def test_a_judge_of_other_classes_is_refused(trained_run):
         evaluate_run(trained_run, iw_k=0, judge=fashion, save=False)
 
 
+def test_a_judge_of_other_images_with_the_same_class_names_is_refused(trained_run):
+    from vaelab.checkpoint import load_run
+    from vaelab.evaluate import evaluate_run
+
+    mnist = shipped_path("mnist")  # classes 0..9, as the test run's numbered folder classes are, on other files
+    theirs, ours = load_judge(mnist).info["data_sha256"], load_run(trained_run).data["sha256"]
+    first = sorted(theirs)[0]
+    with pytest.raises(VaelabError, match=rf"^judge {mnist} \(mnist, test accuracy 99.21%\) was trained on other "
+                                          rf"images than {trained_run} was \({first}: {theirs[first][:12]}…, the "
+                                          rf"run's {ours[first][:12]}…\), so it is not a judge of this run's images"):
+        evaluate_run(trained_run, iw_k=0, judge=mnist, save=False)
+
+
 def test_judge_train_command(small_mnist, tmp_path, capsys):
     from vaelab.cli import main
 
