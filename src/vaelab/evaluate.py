@@ -260,9 +260,11 @@ def find_judge(run: Run, judge: str | Path | bool) -> LoadedJudge | None:
         named_set = f" ({dataset})" if dataset not in (None, "folder") else ""
         raise VaelabError(f"{describe(found)} tells apart {_few(named)}, but {display(run.path)} makes images of "
                           f"{_few(ours)}{named_set}, so its verdicts would mean nothing; {fix}or add --no-judge")
+    # A judge given by hand may share the class names (numbered folders all have 0..9) but not the images; a
+    # shipped one goes with a named dataset, whose files are checked against the catalog's on every load.
     theirs, the_runs = found.info.get("data_sha256") or {}, run.data.get("sha256") or {}
     differ = sorted(name for name in set(theirs) & set(the_runs) if theirs[name] != the_runs[name])
-    if differ:  # the same class names (numbered folders all have 0..9), other images: another task
+    if differ and judge is not True:
         raise VaelabError(f"{describe(found)} was trained on other images than {display(run.path)} was "
                           f"({differ[0]}: {theirs[differ[0]][:12]}…, the run's {the_runs[differ[0]][:12]}…), so it "
                           "is not a judge of this run's images; give one trained on the run's data with --judge "
