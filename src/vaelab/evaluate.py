@@ -245,14 +245,13 @@ def find_judge(run: Run, judge: str | Path | bool) -> LoadedJudge | None:
             return None
         found = load_judge(shipped, name=run.config.dataset)
     shape, classes = tuple(found.model.args.image_shape), found.model.args.n_classes
-    wanted = explore.image_shape(run)
-    if shape != wanted or classes < len(explore.classes_of(run).names):
+    wanted, ours = explore.image_shape(run), list(explore.classes_of(run).names)
+    if shape != wanted or classes < len(ours):
         raise VaelabError(f"{describe(found)} classifies {shape[0]} x {shape[1]} images into {classes} classes, "
                           f"but {display(run.path)} makes {wanted[0]} x {wanted[1]} images of "
-                          f"{len(explore.classes_of(run).names)} classes; give a judge trained on the run's data "
+                          f"{len(ours)} classes; give a judge trained on the run's data "
                           "(`vaelab judge train`) with --judge, or --no-judge")
     named = (found.info.get("classes") or {}).get("names")
-    ours = list(explore.classes_of(run).names)
     if isinstance(named, list) and named[:len(ours)] != ours:  # class i must mean the same to both
         dataset = run.config.dataset
         fix = (f"omit --judge to use the one shipped for {dataset}, " if dataset and shipped_path(dataset) else

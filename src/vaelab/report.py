@@ -189,8 +189,8 @@ def _render(run: Run, scores: EvalResult, figures: list[Figure], notes: Sequence
                            "with (eval.json: data_matches_run is false); they do not describe this run's data.")
     if run.config.schedule_note:  # a preset's schedule cut short: its numbers are not the paper's
         warnings.insert(0, f"{run.config.schedule_note}: these numbers are not those of the full schedule.")
-    if unlike_its_preset(run.config):  # a preset with other flags, or on other data: not the paper's cell
-        warnings.insert(0, f"{unlike_its_preset(run.config)}.")
+    if (unlike := unlike_its_preset(run.config)) is not None:  # other flags or data: not the paper's cell
+        warnings.insert(0, f"{unlike}.")
     if active < latent_size / 2:
         warnings.append(f"Only {active} of {latent_size} latent units are active: most have collapsed to the prior "
                         "and carry no information. A smaller latent size would do as well.")
