@@ -23,6 +23,7 @@ from vaelab.presets import (
     other_data,
     paper_cell,
     published,
+    twin,
     unlike_its_preset,
 )
 from vaelab.report import write_report
@@ -222,3 +223,25 @@ def test_a_preset_run_given_other_flags_or_data_is_not_the_papers_cell(small_mni
     fashion = replace(config, dataset="fashion-mnist")
     assert other_data(fashion) == "fashion-mnist" and published(fashion) is None
     assert changes(TrainConfig()) == [] and other_data(TrainConfig()) is None  # no preset: nothing to differ from
+
+
+def test_the_two_layer_vae_and_iwae_k1_are_one_model_and_train_bit_for_bit_alike(small_mnist, tmp_path):
+    pair = ("iwae/2-layer/vae-k1", "iwae/2-layer/iwae-k1")
+    assert (twin(pair[0]), twin(pair[1])) == (pair[1], pair[0])  # declared once, holds both ways
+    assert [name for name in list_presets() if twin(name)] == sorted(pair)
+    configs = [TrainConfig.from_dict(load_preset(name)).to_dict() for name in pair]
+    assert {k for k in configs[0] if configs[0][k] != configs[1][k]} == {"objective", "preset"}
+    assert paper_cell(pair[0]).test_log_likelihood == paper_cell(pair[1]).test_log_likelihood == -85.33
+
+    def trained(name):  # the preset as it is, one pass of the slice: 30 steps of batch 20
+        values = {**load_preset(name), "stages": 1, "epochs": None, "data_dir": str(small_mnist)}
+        del values["dataset"]
+        train(TrainConfig.from_dict(values), tmp_path / name.replace("/", "-"), echo=lambda s: None)
+        return load_run(tmp_path / name.replace("/", "-"))
+
+    vae, iwae = trained(pair[0]), trained(pair[1])
+    assert vae.weights_sha256 == iwae.weights_sha256
+    assert [m["lower_bound"] for m in vae.metrics] == [m["lower_bound"] for m in iwae.metrics]
+    # with one stochastic layer the VAE takes the KL exactly and the IWAE k = 1 from the sample: two models
+    one_layer = trained("iwae/1-layer/vae-k1"), trained("iwae/1-layer/iwae-k1")
+    assert twin("iwae/1-layer/iwae-k1") is None and one_layer[0].weights_sha256 != one_layer[1].weights_sha256

@@ -174,17 +174,17 @@ def test_one_command_trains_scores_and_tabulates_and_again_goes_on_where_it_was(
     table = (out / "table.md").read_text()
     assert main(["reproduce", "iwae", "--table-only", "--out", str(out), "--machine", "m"]) == 0  # every cell
     printed = capsys.readouterr().out
-    assert printed.count(" | m |") == 2
-    assert printed.count("| `iwae/") == 2 and printed.startswith("| preset |")
+    assert printed.count(" | m |") == 3  # the two-layer IWAE k = 1's row is the VAE k = 1's run
+    assert printed.count("| `iwae/") == 3 and printed.startswith("| preset |")
+    assert "| `iwae/2-layer/iwae-k1` (2-layer/vae-k1's run) | -85.33 |" in printed
     assert printed.rstrip().endswith("Not trained and scored yet:\n" + "\n".join(
         f"- iwae/{cell}: not started" for cell in ("1-layer/vae-k5", "1-layer/vae-k50", "1-layer/iwae-k1",
                                                    "1-layer/iwae-k5", "1-layer/iwae-k50", "2-layer/vae-k5",
-                                                   "2-layer/vae-k50", "2-layer/iwae-k1", "2-layer/iwae-k5",
-                                                   "2-layer/iwae-k50")))
+                                                   "2-layer/vae-k50", "2-layer/iwae-k5", "2-layer/iwae-k50")))
     assert (out / "table.md").read_text() == table  # --table-only writes nothing
     assert main(["reproduce", "iwae", "--table-only", "--out", str(out)]) == 0  # the machine the runs recorded
     printed = capsys.readouterr().out
-    assert printed.count(f" | {describe(torch.device('cpu'))} |") == 2
+    assert printed.count(f" | {describe(torch.device('cpu'))} |") == 3
     assert re.search(r"^- 2-layer/vae-k1 .*\(4 passes\): [+-]\d+\.\d\d ± \d+\.\d\d nats \(paired\), ", printed,
                      re.M), printed
     assert "Unpaired" not in printed
@@ -198,6 +198,50 @@ def test_one_command_trains_scores_and_tabulates_and_again_goes_on_where_it_was(
     assert (f"\n\nUnpaired errors overstate the uncertainty: a cell scored before eval.json kept each test image's "
             f"estimate pairs its comparisons once scored again (`vaelab eval {out}/CELL --iw-k 5000`, the same "
             "estimate with its images).\n\nNot trained and scored yet:") in printed
+
+
+def test_the_two_layer_k1_pair_is_trained_once_and_its_run_fills_both_rows(small_mnist, tmp_path, capsys):
+    out, vae, iwae = tmp_path / "table", "iwae/2-layer/vae-k1", "iwae/2-layer/iwae-k1"
+    args = ["--iw-k", "5", "--data-dir", str(small_mnist), "--out", str(out), "--quiet"]
+    train_cell(vae, out, 1, data_dir=str(small_mnist), echo=lambda s: None)  # trained, not scored yet
+    assert main(["reproduce", "iwae", "2-layer/iwae-k1", "--table-only", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(
+        f"- {iwae}: the run of {vae} (one model with it): trained (1 pass), not scored yet")
+
+    assert main(["reproduce", "iwae", "2-layer/vae-k1", "2-layer/iwae-k1", "--stages", "1", *args]) == 0
+    printed = capsys.readouterr().out
+    assert f"\n[2/2] {iwae}: one model with {vae}, whose run stands for both\n" in printed
+    assert not (out / "2-layer-iwae-k1").exists() and printed.count(": scored, log p(x)") == 1
+    ll = json.loads((out / "2-layer-vae-k1" / "eval.json").read_text())["log_likelihood"]
+    rows = [line for line in printed.splitlines() if line.startswith("| `iwae/")]
+    assert [row.split(" | ")[:3] for row in rows] == [
+        ["| `iwae/2-layer/vae-k1`", "-85.33", rows[0].split(" | ")[2]],
+        ["| `iwae/2-layer/iwae-k1` (2-layer/vae-k1's run)", "-85.33", rows[0].split(" | ")[2]]]
+    assert rows[0].split(" | ")[2].startswith(f"{ll:.2f} ± ") and rows[0].split(" | ")[3:] == rows[1].split(" | ")[3:]
+    assert ("2-layer/iwae-k1 shows 2-layer/vae-k1's run: one model under two names (with one sample the IWAE bound "
+            "is the ELBO, and both estimate its KL from the sample), so vaelab trains it once; the paper, too, "
+            "reports one number for both (-85.33).") in printed
+    assert "- 2-layer/iwae-k1 and 2-layer/vae-k1: one run (one model, trained once), as in the paper" in printed
+
+    assert main(["reproduce", "iwae", "2-layer/iwae-k1", "--stages", "2", *args]) == 0  # alone: extends that run
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"[1/1] {iwae}: stages 1–2 (4 of 3,280 passes) -> {out / '2-layer-vae-k1'} "
+                              f"(the run of {vae}, one model with it)\n")
+    assert json.loads((out / "2-layer-vae-k1" / "eval.json").read_text())["epoch"] == 4
+    assert not (out / "2-layer-iwae-k1").exists() and "(2-layer/vae-k1's run)" in printed
+
+    # an IWAE k = 1 trained alone first keeps its own run, and stands for the VAE k = 1 when both are asked for
+    other = tmp_path / "other"
+    assert main(["reproduce", "iwae", "2-layer/iwae-k1", "--stages", "1", *args[:-3], "--out", str(other),
+                 "--quiet"]) == 0
+    assert (other / "2-layer-iwae-k1" / "eval.json").is_file()
+    capsys.readouterr()
+    assert main(["reproduce", "iwae", "2-layer/vae-k1", "2-layer/iwae-k1", "--stages", "1", *args[:-3],
+                 "--out", str(other), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"[1/2] {vae}: one model with {iwae}, whose run stands for both\n")
+    assert not (other / "2-layer-vae-k1").exists()
+    assert "| `iwae/2-layer/vae-k1` (2-layer/iwae-k1's run) | -85.33 |" in printed
 
 
 def test_table_only_trains_nothing_and_a_wrong_out_is_named(small_mnist, tmp_path, capsys):

@@ -265,11 +265,12 @@ def _train_config(config_file: str | None, given: dict[str, Any]) -> TrainConfig
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from vaelab.presets import list_presets, paper_cell
+    from vaelab.presets import list_presets, paper_cell, twin
 
     for name in list_presets():
-        cell = paper_cell(name)
-        print(f"{name:<24} {cell.test_log_likelihood:8.2f}   {cell.cell}")
+        cell, same = paper_cell(name), twin(name)
+        print(f"{name:<24} {cell.test_log_likelihood:8.2f}   {cell.cell}"
+              + (f" (one model with {same}: trained once by `vaelab reproduce`)" if same else ""))
     print("(published test log-likelihoods in nats; train one with `vaelab train --preset NAME [--stages N]`, "
           "score it with `vaelab eval RUN --iw-k 5000`; or all of a paper's with `vaelab reproduce PAPER`)")
     return 0

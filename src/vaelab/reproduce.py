@@ -12,6 +12,9 @@ the runs already there. Cells already trained and scored are not touched again.
 such commands may also share one OUT. Each process claims a cell before it
 trains and scores it (a lock in OUT/.claims/), and skips the cells others have
 claimed; the command prints the whole table once its helpers are done.
+Two cells that are one model (`presets.twin`: the two-layer VAE and IWAE with
+k = 1, which the paper too reports as one number) are trained once, and the
+one run fills both rows.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import os
 import statistics
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,7 @@ from vaelab.errors import RunBusy, VaelabError
 from vaelab.evalfile import paired_stderr, read_eval
 from vaelab.evaluate import evaluate_run
 from vaelab.files import atomic_write, display, exclusive_lock, planted
-from vaelab.presets import PAPER_K, changes, list_presets, load_preset, other_data, paper_cell
+from vaelab.presets import PAPER_K, changes, list_presets, load_preset, other_data, paper_cell, twin
 from vaelab.rundir import RunDir
 from vaelab.training import resume, train
 from vaelab.trainlog import machines
@@ -60,6 +63,7 @@ class Cell:
     per_image: tuple[float, ...] | None = None  # each test image's estimate, when eval.json keeps them
     test_files: tuple[tuple[str, str], ...] | None = None  # the test files scored: (name, SHA-256), sorted
     other_data: str | None = None  # the dataset, when not the paper's (--data-dir): no gap to the paper's number
+    run_of: str | None = None  # the preset whose run the row shows, when it is its twin's (`presets.twin`)
 
 
 def papers() -> list[str]:
@@ -92,6 +96,27 @@ def table_order(preset: str) -> tuple:
 def folder_of(preset: str) -> str:
     """A cell's run folder name in OUT: `iwae/1-layer/vae-k1` -> `1-layer-vae-k1`."""
     return preset.split("/", 1)[1].replace("/", "-")
+
+
+def run_for(preset: str, presets: list[str], out: Path) -> str:
+    """The preset whose run in OUT stands for `preset`'s cell: its own, unless it has none and its twin
+    (`presets.twin`, one model under two names) has one, or is among `presets` ahead of it in the table."""
+    other = twin(preset)
+    if other is None or _holds_own_run(out / folder_of(preset), preset):
+        return preset
+    if _holds_own_run(out / folder_of(other), other):
+        return other
+    if other in presets and table_order(other) < table_order(preset):
+        return other
+    return preset
+
+
+def _holds_own_run(path: Path, preset: str) -> bool:
+    """Whether `path` holds a run of `preset` as it is (a checkpoint, not a changed run's)."""
+    if not (path / CHECKPOINT).is_file():
+        return False
+    config = load_checkpoint(path).config
+    return config.preset == preset and not changes(config)
 
 
 def train_cell(preset: str, out: Path, stages: int, *, device: str | None = None, data_dir: str | None = None,
@@ -140,6 +165,20 @@ def read_cell(path: Path) -> Cell | None:
     return cell_from_records(run.config, run.metrics, scores.to_dict())
 
 
+def _row(out: Path, preset: str) -> Cell | None:
+    """The table's row for `preset`: its own scored run in OUT, else its twin's (`run_for`), or None."""
+    runner = run_for(preset, [], out)
+    cell = read_cell(out / folder_of(runner))
+    if cell is None or cell.preset != runner:
+        return None
+    return cell if runner == preset else replace(cell, preset=preset, run_of=runner,
+                                                 paper=paper_cell(preset).test_log_likelihood)
+
+
+def _short(preset: str) -> str:
+    return preset.split("/", 1)[1]
+
+
 def _holds(path: Path, config: TrainConfig) -> str:
     changed = changes(config)
     return (f"{display(path)} holds a run of {'preset ' + config.preset if config.preset else 'no preset'}"
@@ -147,7 +186,11 @@ def _holds(path: Path, config: TrainConfig) -> str:
 
 
 def cell_progress(path: Path, preset: str) -> str:
-    """How far the run at `path` of a cell not yet in the table has got, in a few words."""
+    """How far the run at `path` of a cell not yet in the table has got, in a few words; for a cell whose
+    twin's run stands for it (`run_for`), how far that run has got."""
+    runner = run_for(preset, [], path.parent)
+    if runner != preset:
+        return f"the run of {runner} (one model with it): {cell_progress(path.parent / folder_of(runner), runner)}"
     if not (path / CHECKPOINT).is_file():
         return "started, no checkpoint yet" if path.is_dir() else "not started"
     run = load_run(path)
@@ -217,7 +260,8 @@ def markdown_table(cells: list[Cell], machine: str | None = None) -> str:
     for c in cells:
         took = duration(c.seconds)
         gap = f"{c.log_likelihood - c.paper:+.2f}" if c.other_data is None else f"none: {c.other_data} data"
-        lines.append(f"| `{c.preset}` | {c.paper:.2f} | {c.log_likelihood:.2f} ± {c.stderr:.2f} (K={c.iw_k:,}) | "
+        shown = f"`{c.preset}`" + (f" ({_short(c.run_of)}'s run)" if c.run_of else "")
+        lines.append(f"| {shown} | {c.paper:.2f} | {c.log_likelihood:.2f} ± {c.stderr:.2f} (K={c.iw_k:,}) | "
                      f"{gap} | {schedule(c)} | {took} | {c.active_units} | "
                      f"{(machine or c.machine).replace('|', '/')} |")
     return "\n".join(lines)
@@ -234,8 +278,9 @@ def comparisons(cells: list[Cell]) -> list[str]:
     which overstates it, since both share the test images' difficulty. Last, each IWAE k = 1 against the
     VAE k = 1, the same model in the paper (one sample: the IWAE bound is the ELBO, its KL estimated from
     the sample where the VAE presets take it exactly): "the same within noise" when within two standard
-    errors, else "differ". Only cells trained for as many passes are compared; cells scored on different test
-    files are named, not compared, and a difference K between two cells' estimates is said beside theirs."""
+    errors, else "differ"; two rows that show one run (`run_of`) are said to be one. Only cells trained for
+    as many passes are compared; cells scored on different test files are named, not compared, and a
+    difference K between two cells' estimates is said beside theirs."""
     by_name = {c.preset.split("/", 1)[1]: c for c in cells}
     layers = ("1-layer", "2-layer")
     pairs = [(f"{n}/iwae-k{k}", f"{n}/vae-k1") for n in layers for k in (5, 50)]
@@ -248,6 +293,9 @@ def comparisons(cells: list[Cell]) -> list[str]:
     for better, worse in pairs + same:
         a, b = by_name.get(better), by_name.get(worse)
         if a is None or b is None or a.passes != b.passes:
+            continue
+        if a.run_of == b.preset or b.run_of == a.preset:
+            lines.append(f"- {better} and {worse}: one run (one model, trained once), as in the paper")
             continue
         if a.test_files is not None and b.test_files is not None and a.test_files != b.test_files:
             lines.append(f"- {better} vs {worse}: scored on different test files, not compared")
@@ -271,13 +319,19 @@ def comparisons(cells: list[Cell]) -> list[str]:
 
 def table(out: Path, presets: list[str], machine: str | None = None) -> str:
     """The table and the comparisons of the scored cells in OUT, as Markdown."""
-    cells = [c for c in (read_cell(out / folder_of(p)) for p in presets) if c is not None]
+    cells = [c for c in (_row(out, p) for p in presets) if c is not None]
     missing = [p for p in presets if p not in {c.preset for c in cells}]
     waiting = "Not trained and scored yet:\n" + "\n".join(f"- {p}: {cell_progress(out / folder_of(p), p)}"
                                                           for p in missing)
     if not cells:
         return f"No scored cells in {display(out)} yet.\n\n{waiting}"
     text = markdown_table(cells, machine)
+    shared = [c for c in cells if c.run_of is not None]
+    if shared:
+        text += "\n\n" + "\n".join(
+            f"{_short(c.preset)} shows {_short(c.run_of)}'s run: one model under two names (with one sample the "
+            f"IWAE bound is the ELBO, and both estimate its KL from the sample), so vaelab trains it once; the "
+            f"paper, too, reports one number for both ({c.paper:.2f})." for c in shared)
     lines = comparisons(cells)
     if lines:
         text += "\n\nThe paper's comparisons:\n" + "\n".join(lines)
@@ -341,8 +395,13 @@ def _train_and_score(paper: str, presets: list[str], out: Path, stages: int, *, 
         echo(f"helper {helper.number}: pid {helper.process.pid}, its output in {display(helper.log)}")
     try:
         for i, preset in enumerate(presets, 1):
-            echo(f"[{i}/{len(presets)}] {preset}: {schedule_words(stages)} -> {display(out / folder_of(preset))}")
-            _claim_cell(preset, out, stages, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress,
+            runner = run_for(preset, presets, out)
+            if runner != preset and runner in presets:
+                echo(f"[{i}/{len(presets)}] {preset}: one model with {runner}, whose run stands for both")
+                continue
+            echo(f"[{i}/{len(presets)}] {preset}: {schedule_words(stages)} -> {display(out / folder_of(runner))}"
+                 + (f" (the run of {runner}, one model with it)" if runner != preset else ""))
+            _claim_cell(runner, out, stages, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress,
                         echo=echo)
         if any(helper.process.poll() is None for helper in helpers):
             echo(f"waiting for the helpers to finish their cells ({', '.join(display(h.log) for h in helpers)})")

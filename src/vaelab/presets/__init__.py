@@ -73,6 +73,19 @@ def paper_cell(name: str) -> PaperCell:
     return PaperCell(cell=paper["cell"], test_log_likelihood=float(paper["test_log_likelihood"]))
 
 
+def twin(name: str) -> str | None:
+    """The preset that trains the same model as preset `name`, bit for bit, under another name, or None.
+
+    A preset declares it in its `[paper]` table (`same_run_as`), where its paper, too, reports one model
+    for both cells (Burda et al.'s IWAE and VAE with two stochastic layers and k = 1: one objective, one
+    gradient); it holds both ways. `vaelab reproduce` trains such a pair once."""
+    declared = _read(name)["paper"].get("same_run_as")
+    if declared is not None:
+        return str(declared)
+    return next((other for other in list_presets()
+                 if other != name and _read(other).get("paper", {}).get("same_run_as") == name), None)
+
+
 # Fields a run may set its own way and still be its preset's cell: how long and where it trains, its seed,
 # where its files are and what the log shows. The data (`dataset`) are judged apart: `other_data`.
 SAME_CELL = frozenset({"preset", "epochs", "stages", "seed", "device", "data_dir", "download", "class_names",
