@@ -119,3 +119,12 @@ def test_runs_on_differently_binarized_images_are_refused_and_other_draws_are_sa
         "seed 1 on cpu); each image's two estimates are still paired, but part of the spread is the draws'")
     assert main(["compare", str(dynamic[0]), str(dynamic[1]), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["different_draws"] == ["seed 0 on cpu", "seed 1 on cpu"]
+    # eval.json says how the pixels it scored were drawn; that, not training's record, is what was compared
+    assert [json.loads((run / "eval.json").read_text())["test_pixels"] for run in (*dynamic, threshold)] == [
+        "seed 0 on cpu", "seed 1 on cpu", "threshold"]
+    scored = json.loads((dynamic[1] / "eval.json").read_text())
+    (dynamic[1] / "eval.json").write_text(json.dumps({**scored, "test_pixels": "seed 0 on cuda"}))  # a GPU's draw
+    assert compare_runs(dynamic[0], dynamic[1]).different_draws == ("seed 0 on cpu", "seed 0 on cuda")
+    del scored["test_pixels"]  # as written before eval.json kept it: training's record
+    (dynamic[1] / "eval.json").write_text(json.dumps(scored))
+    assert compare_runs(dynamic[0], dynamic[1]).different_draws == ("seed 0 on cpu", "seed 1 on cpu")

@@ -1,10 +1,13 @@
 """Images as the model sees them: the validation split, and dynamic test pixels drawn once and recorded."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from vaelab import prepare
 from vaelab.config import TrainConfig
+from vaelab.data import DataMismatchWarning
 from vaelab.errors import VaelabError
 from vaelab.training import train
 
@@ -56,3 +59,14 @@ def test_dynamic_test_pixels_are_drawn_once_from_the_runs_seed_and_scoring_draws
         assert torch.equal(drawn, seen_in_training)
     scored = evaluate_run(tmp_path / "run", iw_k=0, seed=5).elbo  # float32 means; training's are float64
     assert scored == pytest.approx(run.metrics[-1]["test_elbo"], rel=1e-7)
+    assert evaluate_run(tmp_path / "run", iw_k=0, seed=9).test_pixels == "seed 5 on cpu"  # what was scored
+
+    # drawn on a GPU in training: a GPU scores the same draw; the CPU draws again, and eval.json says so
+    on_gpu = replace(run, data={**run.data, "test_binarization": {"seed": 5, "device": "cuda"}})
+    assert prepare.test_pixels_words(on_gpu, torch.device("cuda"), 0) == "seed 5 on cuda"
+    assert prepare.test_pixels_words(on_gpu, torch.device("cpu"), 0) == "seed 5 on cpu"
+    with pytest.warns(DataMismatchWarning, match="drew its test pixels on cuda, which is not used here"):
+        assert torch.equal(binarize(images, "dynamic", test_pixels_generator(on_gpu, torch.device("cpu"), 0)),
+                           seen_in_training)  # the CPU's draw from the same seed
+    threshold = replace(run, config=replace(run.config, binarization="threshold"))
+    assert prepare.test_pixels_words(threshold, torch.device("cpu"), 0) == "threshold"

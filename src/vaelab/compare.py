@@ -63,14 +63,17 @@ def scores_of(run: Run, path: str | Path) -> EvalResult:
 
 
 def test_pixels(run: Run, scores: EvalResult) -> str:
-    """How the run's test images were made black and white: 'threshold', or the dynamic draw's seed and
-    device (`prepare.test_pixels_generator`: recorded in training, else the scoring seed)."""
+    """How the run's scored test images were made black and white: 'threshold', or the dynamic draw's seed
+    and device, as eval.json recorded them (`prepare.test_pixels_words`); for a file written before it did,
+    what training recorded, else the seed of the IW estimate (the scoring seed drew them then)."""
     if run.config.binarization != "dynamic":
         return run.config.binarization
+    if scores.test_pixels is not None:
+        return scores.test_pixels
     drawn = run.data.get("test_binarization")
     if isinstance(drawn, dict):
         return f"seed {drawn.get('seed', run.config.seed)} on {drawn.get('device', 'cpu')}"
-    return f"seed {scores.seed} (the scoring seed)"
+    return f"seed {scores.iw_seed if scores.iw_seed is not None else scores.seed} (the scoring seed)"
 
 
 def compare_runs(first: str | Path, second: str | Path) -> Comparison:

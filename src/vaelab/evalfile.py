@@ -18,7 +18,7 @@ from vaelab.checkpoint import EVAL, Run
 from vaelab.files import display
 
 # absent from eval.json files written before them
-OPTIONAL_FIELDS = {"judge", "active_units_by_layer", "log_likelihood_per_image"}
+OPTIONAL_FIELDS = {"judge", "active_units_by_layer", "log_likelihood_per_image", "test_pixels"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,9 @@ class EvalResult:
     # scored on the same images are compared image by image (a paired difference, `paired_stderr`). None
     # without an IW estimate, or in files written before it was kept.
     log_likelihood_per_image: list[float] | None = None
+    # How the test images of the IW estimate were made black and white: "threshold", or the dynamic draw's
+    # "seed S on DEVICE" (`prepare.test_pixels_words`); None in files written before it was kept.
+    test_pixels: str | None = None
 
     def to_dict(self, *, per_image: bool = True) -> dict[str, Any]:
         """The record as eval.json holds it; without `per_image`, the summary alone (`vaelab eval --json`)."""
@@ -179,7 +182,8 @@ def keep_larger_iw(new: EvalResult, old: EvalResult | None) -> EvalResult:
     if (old.weights_sha256, old.data_sha256) != (new.weights_sha256, new.data_sha256):
         return new
     return replace(new, log_likelihood=old.log_likelihood, log_likelihood_stderr=old.log_likelihood_stderr,
-                   iw_k=old.iw_k, iw_seed=old.iw_seed, log_likelihood_per_image=old.log_likelihood_per_image)
+                   iw_k=old.iw_k, iw_seed=old.iw_seed, log_likelihood_per_image=old.log_likelihood_per_image,
+                   test_pixels=old.test_pixels)
 
 
 def paired_stderr(x: Sequence[float], y: Sequence[float]) -> float:

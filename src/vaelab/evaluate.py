@@ -46,7 +46,7 @@ from vaelab.objectives import (
     reparameterize,
     standard_normal_log_density,
 )
-from vaelab.prepare import test_pixels_generator
+from vaelab.prepare import test_pixels_generator, test_pixels_words
 from vaelab.resources import ThreadTuner
 
 # Largest (K, B, D) block of decoder logits held at once: 2^20 floats, 4 MiB. Small
@@ -223,7 +223,7 @@ def evaluate_run(
     if judged is not None:
         scores = judge_run(run, judged, codes.stats, split, data_dir=data_dir, seed=seed, per_class=judge_per_class)
     result = replace(result, step=run.step, weights_sha256=run.weights_sha256, data_sha256=split.files,
-                     data_matches_run=not differences, judge=scores)
+                     data_matches_run=not differences, judge=scores, test_pixels=test_pixels_words(run, dev, seed))
     if save:
         old = read_eval(run)
         kept = keep_larger_iw(result, old)

@@ -131,20 +131,39 @@ def split_validation(n: int, held_out: int, seed: int, *,
     return order[held_out:].sort().values, order[:held_out].sort().values
 
 
-def test_pixels_generator(run: Run, device: torch.device, seed: int) -> torch.Generator:
-    """The generator that binarizes the test images as the run saw them in training.
+def test_pixels_draw(run: Run, device: torch.device, seed: int) -> tuple[torch.device, int]:
+    """Where, and from which seed, the test images' pixels are drawn to score `run` on `device` with `seed`:
+    as the run saw them in training.
 
     With dynamic binarization, training drew the test pixels once, from the run's
     seed on its device, and recorded both; scoring draws the same pixels again. Runs
     from before that was recorded drew them from the scoring seed, and still do.
+    A run that drew them on a GPU not here has them drawn again on `device` (a warning says so).
     """
     recorded = run.data.get("test_binarization")
     if run.config.binarization != "dynamic" or not isinstance(recorded, dict):
-        return make_generator(device, seed)
+        return device, seed
     where = torch.device(recorded.get("device", device.type))
     if where.type != device.type and where.type != "cpu":
         warnings.warn(f"{display(run.path)} drew its test pixels on {where.type}, which is not used here; the "
                       f"test images are drawn again on {device.type}, so scores differ slightly from training's",
-                      DataMismatchWarning, stacklevel=3)
+                      DataMismatchWarning, stacklevel=4)
         where = device
-    return make_generator(where, int(recorded.get("seed", run.config.seed)))
+    return where, int(recorded.get("seed", run.config.seed))
+
+
+def test_pixels_generator(run: Run, device: torch.device, seed: int) -> torch.Generator:
+    """The generator that binarizes the test images as the run saw them in training (`test_pixels_draw`)."""
+    where, drawn_from = test_pixels_draw(run, device, seed)
+    return make_generator(where, drawn_from)
+
+
+def test_pixels_words(run: Run, device: torch.device, seed: int) -> str:
+    """How the test images scored on `device` with `seed` are made black and white, as eval.json records it:
+    'threshold', or the dynamic draw's 'seed S on DEVICE'."""
+    if run.config.binarization != "dynamic":
+        return run.config.binarization
+    with warnings.catch_warnings():  # said once, when the pixels are drawn
+        warnings.simplefilter("ignore", DataMismatchWarning)
+        where, drawn_from = test_pixels_draw(run, device, seed)
+    return f"seed {drawn_from} on {where.type}"
