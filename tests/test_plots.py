@@ -10,6 +10,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 
 from vaelab import plots
+from vaelab.catalog import Classes
 from vaelab.errors import VaelabError
 from vaelab.plots import (
     DPI,
@@ -284,6 +285,22 @@ def test_plot_embedding_colours_by_digit(tmp_path):
         assert has_colour(image, tab10(k))
     for k in (1, 5, 9):  # and no colour of a digit that is not there
         assert not has_colour(image, tab10(k))
+
+
+def test_classes_past_ten_get_colours_of_their_own_as_in_the_explorer(tmp_path):
+    from matplotlib import colormaps
+
+    assert [plots.class_colour(k) for k in range(10)] == [colormaps[plots.PALETTE](k)[:3] for k in range(10)]
+    # the explorer's hsl(137.5 k, 60%, 45%): k = 10 is hue 295, i.e. rgb (0.675, 0.18, 0.72) by CSS's formula
+    assert plots.class_colour(10) == pytest.approx((0.675, 0.18, 0.72), abs=1e-3)
+    colours = [tuple(round(c, 3) for c in plots.class_colour(k)) for k in range(47)]  # EMNIST balanced: 47
+    assert len(set(colours)) == 47
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 10, 20], 40)  # tab10 would paint all three alike
+    points = rng.normal(size=(120, 2)) + np.array([[0, 0], [8, 0], [0, 8]])[np.repeat([0, 1, 2], 40)]
+    image = read_png(plot_embedding(points, labels, tmp_path / "e.png", method="pca",
+                                    classes=Classes(tuple(f"class {k}" for k in range(21)), "class")))
+    assert all(has_colour(image, plots.class_colour(k)) for k in (0, 10, 20))
 
 
 def test_plot_embedding_single_class(tmp_path):

@@ -329,3 +329,40 @@ def test_a_report_of_a_run_stopped_before_its_end_says_so_and_how_to_finish_it(s
     write_report(path, embed_method="pca", n_stats=200, iw_k=2, device="cpu", echo=lambda s: None)
     page = html.unescape((path / "report.html").read_text())
     assert "Training stopped" not in page and '<div class="k">epochs</div><div class="v">3</div>' in page
+
+
+def test_the_data_folder_is_called_bundled_only_for_the_bundled_mnist(trained_run):
+    run = load_run(trained_run)
+    rows = dict(report._config_rows(run))
+    assert rows["data_dir"] == display(run.config.data_dir)  # given: shown as given
+    bundled = replace(run, config=replace(run.config, data_dir=None, dataset="mnist"),
+                      data={**run.data, "source": "bundled MNIST"})
+    assert dict(report._config_rows(bundled))["data_dir"] == "bundled"
+    found = replace(run, config=replace(run.config, data_dir=None, dataset="fashion-mnist"),  # found by name
+                    data={**run.data, "source": "/home/u/.cache/vaelab/datasets/fashion-mnist"})
+    rows = dict(report._config_rows(found))
+    assert (rows["data_dir"], rows["source"]) == ("none given (see source)",
+                                                  "/home/u/.cache/vaelab/datasets/fashion-mnist")
+
+
+@pytest.mark.parametrize("style", ["mean", "binary"])
+def test_captions_say_how_decoded_images_are_shown(trained_run, style):
+    from vaelab import explore, figures
+
+    run = load_run(trained_run)
+    ctx = figures.Context(run=run, classes=explore.classes_of(run), present=list(range(10)), n_train=300,
+                          style=style)
+    plan = {spec.name: panel for spec, panel in report._plan(ctx, seed=0, n_stats=300, style=style, data_dir=None)
+            if not isinstance(panel, str)}
+    said = " Decoded pixels are shown black and white, 1 where the Bernoulli mean is above 0.5 (--style binary)"
+    reconstruct = plan["reconstruct"].caption
+    if style == "mean":
+        assert "the Bernoulli means decoded from their posterior means (bottom)." in reconstruct
+        assert not any(said in panel.caption for panel in plan.values())
+    else:
+        assert "the images decoded from their posterior means (bottom)." in reconstruct
+        assert "Bernoulli means decoded" not in reconstruct
+        decoded = {spec.name for spec in figures.FIGURES if spec.style}
+        assert decoded >= {"reconstruct", "generate"} and {"curves", "kl", "embed"}.isdisjoint(decoded)
+        assert {name for name, panel in plan.items() if said in panel.caption} == decoded & set(plan)
+        assert all(panel.args.style == "binary" for name, panel in plan.items() if name in decoded)

@@ -77,6 +77,7 @@ class Context:
     present: list[int]  # labels in the training subset, sorted
     n_train: int  # training images behind the class statistics
     embed_method: str = "tsne"
+    style: str = "mean"  # how decoded images are shown: Bernoulli means as grey levels, or "binary"
 
     @property
     def items(self) -> str:
@@ -340,8 +341,9 @@ FIGURES: list[FigureSpec] = [
         options=(Option(("-n",), "n", 16, type=int_between(1, 1000),
                         help="how many images, at most 1000 (default: 16)"),),
         title="Reconstructions",
-        caption=lambda ctx: f"Test {ctx.items} the model never trained on (top) and the Bernoulli means decoded "
-                            "from their posterior means (bottom).",
+        caption=lambda ctx: f"Test {ctx.items} the model never trained on (top) and "
+                            f"{'the Bernoulli means' if ctx.style == 'mean' else 'the images'} decoded from their "
+                            "posterior means (bottom).",
         panels=lambda ctx: [Panel({"n": 24})]),
     FigureSpec(
         "generate", "new images of one class, or from the prior", _draw_generate,

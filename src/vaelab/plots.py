@@ -210,17 +210,26 @@ def plot_interpolation(images: np.ndarray, path: str | Path, *, start: int, end:
     return _save(fig, path, root)
 
 
+def class_colour(label: int) -> tuple[float, float, float]:
+    """A class's colour, as the explorer page paints it: tab10's for the first ten, then hues 137.5° apart
+    (hsl(137.5·k, 60%, 45%)), so that no two classes of a larger dataset share one."""
+    import colorsys
+
+    from matplotlib import colormaps
+
+    if label < 10:
+        return tuple(colormaps[PALETTE](label)[:3])
+    return colorsys.hls_to_rgb((label * 137.5) % 360 / 360, 0.45, 0.60)
+
+
 def plot_embedding(points: np.ndarray, labels: np.ndarray, path: str | Path, *, method: str,
                    classes: Classes = DIGITS, root: str | Path | None = None) -> Path:
     """2-D map of latent codes, coloured by class, with a legend and the class names at their centres."""
-    from matplotlib import colormaps
-
     fig = _figure(8.5, 7.0)
     ax = fig.subplots()
-    colours = colormaps[PALETTE]
     present = np.unique(labels)
     order = np.random.default_rng(0).permutation(len(points))  # no class painted on top of the rest
-    ax.scatter(points[order, 0], points[order, 1], c=[colours(int(k) % 10) for k in labels[order]],
+    ax.scatter(points[order, 0], points[order, 1], c=[class_colour(int(k)) for k in labels[order]],
                s=4, alpha=0.55, linewidths=0, rasterized=True)
     long = _long([classes.name(int(k)) for k in present])
     for k in present:  # a short name in a circle; a long one in a rounded box, smaller
@@ -228,8 +237,8 @@ def plot_embedding(points: np.ndarray, labels: np.ndarray, path: str | Path, *, 
         ax.text(*centre, classes.name(int(k)), fontsize=9 if long else 15, weight="bold", ha="center",
                 va="center", color="black",
                 bbox={"boxstyle": "round,pad=0.25" if long else "circle,pad=0.2", "fc": "white",
-                      "ec": colours(int(k) % 10), "alpha": 0.85})
-    handles = [ax.scatter([], [], color=colours(int(k) % 10), s=40, label=classes.name(int(k))) for k in present]
+                      "ec": class_colour(int(k)), "alpha": 0.85})
+    handles = [ax.scatter([], [], color=class_colour(int(k)), s=40, label=classes.name(int(k))) for k in present]
     ax.legend(handles=handles, title=classes.word, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     name = {"tsne": "t-SNE", "pca": "PCA", "umap": "UMAP"}.get(method, method)
     ax.set_title(f"{name} of {len(points):,} latent codes (posterior means), coloured by {classes.word}",

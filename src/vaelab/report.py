@@ -81,7 +81,7 @@ def write_report(run_path: str | Path, *, seed: int = 0, n_stats: int = 10000, s
     codes = {("train", n_stats): explore.encode_subset(run, n=n_stats, seed=seed, data_dir=data_dir)}
     train = codes["train", n_stats]
     ctx = figures.Context(run=run, classes=explore.classes_of(run), present=train.stats.classes.tolist(),
-                          n_train=len(train.labels), embed_method=embed_method)
+                          n_train=len(train.labels), embed_method=embed_method, style=style)
     plan = _plan(ctx, seed=seed, n_stats=n_stats, style=style, data_dir=data_dir)
     for spec, panel in plan:  # every image encoded before the first figure is drawn
         needed = figures.codes_needed(spec, panel.args) if not isinstance(panel, str) else None
@@ -136,6 +136,9 @@ def _plan(ctx: figures.Context, *, seed: int, n_stats: int, style: str,
             args.run = str(ctx.run.path)
             title = figures.text(spec.title if panel.title is None else panel.title, ctx)
             caption = figures.text(spec.caption if panel.caption is None else panel.caption, ctx)
+            if spec.style and style == "binary":
+                caption += (" Decoded pixels are shown black and white, 1 where the Bernoulli mean is above 0.5 "
+                            "(--style binary), not as grey levels.")
             plan.append((spec, _Planned(panel.file or spec.name, title, caption, args)))
     return plan
 
@@ -241,7 +244,10 @@ def _config_rows(run: Run) -> list[tuple[str, str]]:
     if run.config.model == "mlp2":
         shown["lower_latent_size"] = run.config.lower_latent
         shown["upper_hidden_size"] = ", ".join(str(w) for w in run.config.upper_hidden_layers)
-    shown["data_dir"] = display(run.config.data_dir) if run.config.data_dir else "bundled"
+    if run.config.data_dir:
+        shown["data_dir"] = display(run.config.data_dir)
+    else:  # the dataset's files, found by name: bundled (MNIST), or where `source` says (a cache, a system folder)
+        shown["data_dir"] = "bundled" if run.data.get("source") == "bundled MNIST" else "none given (see source)"
     if isinstance(shown.get("classes"), dict):  # as recorded: {"names": [...], "word": ...}
         shown["classes"] = ", ".join(explore.classes_of(run).names)
     if isinstance(shown.get("source"), str):
