@@ -189,3 +189,27 @@ def test_encode_subset_warns_when_the_data_are_not_the_runs(run, small_mnist, tm
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the test files there are still the run's
         explore.encode_subset(run, n=50, seed=0, split="test", data_dir=str(other))
+
+
+@pytest.mark.parametrize("split", ["end", "random"])
+def test_training_statistics_leave_out_the_images_held_out_for_validation(small_mnist, tmp_path, split):
+    from vaelab.config import TrainConfig
+    from vaelab.data import binarize_threshold
+    from vaelab.prepare import split_validation
+    from vaelab.training import train
+
+    run = train(TrainConfig(data_dir=str(small_mnist), latent_size=4, hidden_size=16, epochs=1, validation=300,
+                            validation_split=split, seed=3, test_every_epoch=False),
+                tmp_path / "run", echo=lambda s: None)
+    images = load_split("train", small_mnist).images
+    kept, held_out = split_validation(1000, 300, 3, last=split == "end")
+    assert (held_out.tolist() == list(range(700, 1000))) == (split == "end")
+    as_bytes = lambda x: {bytes(row) for row in x.reshape(len(x), -1).to(torch.uint8).numpy()}  # noqa: E731
+    everything = explore.encode_subset(run, n=5000, seed=0)  # more than there are: every image trained on
+    assert len(everything.labels) == 700
+    assert as_bytes(everything.x) == as_bytes(binarize_threshold(images[kept]))
+    assert not as_bytes(everything.x) & (as_bytes(binarize_threshold(images[held_out]))
+                                         - as_bytes(binarize_threshold(images[kept])))
+    some = explore.encode_subset(run, n=50, seed=1)
+    assert len(some.labels) == 50 and as_bytes(some.x) <= as_bytes(everything.x)
+    assert len(explore.encode_subset(run, n=5000, seed=0, split="test").labels) == 500  # the test split: all

@@ -23,6 +23,7 @@ from vaelab.data import DataMismatchWarning, binarize, data_mismatches, load_spl
 from vaelab.device import make_generator
 from vaelab.errors import VaelabError
 from vaelab.files import display
+from vaelab.prepare import trained_on
 
 FIGURES = "figures"  # folder inside a run where figures go by default
 MNIST_SHAPE = (28, 28)  # runs whose model does not say its image shape are MNIST's
@@ -57,7 +58,8 @@ class Codes:
 
 def encode_subset(run: Run, *, n: int = 10000, seed: int = 0, split: str = "train",
                   data_dir: str | None = None) -> Codes:
-    """Encode a seeded random subset of `n` images of `split` (the article: 10,000 training images).
+    """Encode a seeded random subset of `n` images of `split` (the article: 10,000 training images); of the
+    training split, only the images the run trained on, not those it held out for validation.
 
     The images come from the run's own data unless `data_dir` points elsewhere (the files moved).
     Files that differ from the ones the run was trained with raise a DataMismatchWarning naming them.
@@ -72,7 +74,11 @@ def encode_subset(run: Run, *, n: int = 10000, seed: int = 0, split: str = "trai
                       f"({'; '.join(mismatches)}); the figures show other data than the model learned from",
                       DataMismatchWarning, stacklevel=2)
     generator = make_generator(torch.device("cpu"), seed)
-    index = torch.randperm(len(data.labels), generator=generator)[: min(n, len(data.labels))]
+    kept = trained_on(run, len(data.labels)) if split == "train" else None
+    if kept is None:
+        index = torch.randperm(len(data.labels), generator=generator)[: min(n, len(data.labels))]
+    else:  # the held-out images are no training images of this run
+        index = kept[torch.randperm(len(kept), generator=generator)[: min(n, len(kept))]]
     x = binarize(data.images[index], run.config.binarization, generator)
     labels = data.labels[index]
     mu, var = latent.encode_all(run.model, x)

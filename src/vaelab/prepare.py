@@ -131,6 +131,17 @@ def split_validation(n: int, held_out: int, seed: int, *,
     return order[held_out:].sort().values, order[:held_out].sort().values
 
 
+def trained_on(run: Run, n: int) -> torch.Tensor | None:
+    """The indices of the training images `run` trained on, of the `n` in its training file, when it held
+    some out for validation (as its record says); None when it trained on all of them."""
+    record = run.data.get("validation_split")
+    if not isinstance(record, dict) or not 0 < int(record.get("held_out", 0)) < n:
+        return None
+    kept, _ = split_validation(n, int(record["held_out"]), int(record.get("seed", run.config.seed)),
+                               last=bool(record.get("last", False)))
+    return kept
+
+
 def test_pixels_draw(run: Run, device: torch.device, seed: int) -> tuple[torch.device, int]:
     """Where, and from which seed, the test images' pixels are drawn to score `run` on `device` with `seed`:
     as the run saw them in training.
