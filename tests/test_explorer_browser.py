@@ -167,6 +167,29 @@ def test_map_click_decodes_the_plane(tab, pages):
     assert tab.errors == []
 
 
+def test_hovering_a_point_names_the_image_by_its_place_in_the_test_files(tab, pages, payloads):
+    import re
+
+    page = tab.open(pages["mlp"])
+    box = page.locator("canvas.map").bounding_box()
+    said = None
+    for fx in np.linspace(0.3, 0.7, 9):  # the codes gather near the middle of the map
+        for fy in np.linspace(0.3, 0.7, 9):
+            page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+            said = re.search(r"Test image #(\d+) of the 300 shown \(number ([\d,]+) in the test files, from 0\): "
+                             r"class (\S+)\.", page.inner_text("#map"))
+            if said:
+                break
+        if said:
+            break
+    assert said, page.inner_text("#map")
+    i, number = int(said[1]), int(said[2].replace(",", ""))
+    test = payloads["mlp"]["test"]
+    assert number == test["index"][i] and said[3] == payloads["mlp"]["classes"]["names"][test["labels"][i]]
+    assert re.search(r"Latent dimensions \(\d+ active of 8 on the 300 test images shown\)", page.inner_text("body"))
+    assert tab.errors == []
+
+
 def draw_vertical_stroke(page):
     page.locator("canvas.pad").scroll_into_view_if_needed()
     box = page.locator("canvas.pad").bounding_box()

@@ -111,6 +111,9 @@ def test_payload_has_every_key_of_the_contract(run, exported, small_mnist):
     whole = binarize_threshold(split.images).numpy().astype(np.uint8)  # as `vaelab eval` sees them
     rows = {(row.tobytes(), int(label)) for row, label in zip(whole, split.labels.tolist(), strict=True)}
     assert all((image.tobytes(), label) in rows for image, label in zip(images, test["labels"], strict=True))
+    assert len(test["index"]) == n == len(set(test["index"])) and all(isinstance(i, int) for i in test["index"])
+    assert all(np.array_equal(image, whole[i]) and label == int(split.labels[i])  # its place in the test files
+               for image, label, i in zip(images, test["labels"], test["index"], strict=True))
     assert len({image.tobytes() for image in images}) > n * 0.95  # a subset, not one image repeated
     mu = _floats(test["mu"], n, size)
     expected, var = latent.encode_all(run.model, torch.from_numpy(images.astype(np.float32)))

@@ -22,6 +22,7 @@ The contract, `format` "vaelab-explorer/1" (the script relies on every key)::
     classes: {names: [...], word: "digit" | "class"}
     test: {n: N,                     min(n, test images): a subset drawn by `seed`
            labels: [N ints],
+           index: [N ints],          each image's place in the test files, from 0 (eval.json's per-image order)
            images: B64BITS,          numpy.packbits of the N x H x W binary pixels, MSB first, row after row
            mu: B64F32}               N x L posterior means
     maps: {pca: B64F32, ...}         N x 2 coordinates of the codes; "tsne" or "umap" only when asked for
@@ -91,7 +92,7 @@ def payload(run: Run, *, n: int = 1000, seed: int = 0, data_dir: str | None = No
     if not all(bool(t.isfinite().all()) for t in tensors.values() if t.is_floating_point()):
         raise VaelabError(f"{display(run.path)} holds non-finite weights (it diverged); train it again "
                           "with a lower --lr")
-    x, labels = _test_subset(run, n=n, seed=seed, data_dir=data_dir)  # (N, D), (N,)
+    x, labels, index = _test_subset(run, n=n, seed=seed, data_dir=data_dir)  # (N, D), (N,), (N,)
     mu, var = latent.encode_all(model, x)  # (N, L) each
     if not (bool(mu.isfinite().all()) and bool(var.isfinite().all())):
         raise VaelabError(f"{display(run.path)} encodes some test images to non-finite codes; its weights "
@@ -127,6 +128,7 @@ def payload(run: Run, *, n: int = 1000, seed: int = 0, data_dir: str | None = No
         "test": {
             "n": len(labels),
             "labels": labels.tolist(),
+            "index": index.tolist(),
             "images": _b64(np.packbits(x.numpy().astype(np.uint8).reshape(-1))),  # MSB first
             "mu": _f32(mu.numpy()),
         },
@@ -164,8 +166,10 @@ def project(codes: np.ndarray, pca: dict[str, np.ndarray]) -> np.ndarray:
     return np.pad(points, ((0, 0), (0, 2 - points.shape[1])))  # a 1-D latent: a line on the map
 
 
-def _test_subset(run: Run, *, n: int, seed: int, data_dir: str | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """min(n, M) test images drawn by `seed`, binarized as `vaelab eval --seed SEED` sees them, and their labels."""
+def _test_subset(run: Run, *, n: int, seed: int,
+                 data_dir: str | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """min(n, M) test images drawn by `seed`, binarized as `vaelab eval --seed SEED` sees them, their labels, and
+    their places in the test files."""
     split = load_split("test", data_dir if data_dir is not None else run.config.data_dir,
                        dataset=run.config.dataset, class_names=run.config.class_names)
     mismatches = data_mismatches(run.data.get("sha256", {}), split.files)
@@ -176,7 +180,7 @@ def _test_subset(run: Run, *, n: int, seed: int, data_dir: str | None) -> tuple[
     cpu = torch.device("cpu")
     x = binarize(split.images, run.config.binarization, test_pixels_generator(run, cpu, seed))  # all, as eval
     index = torch.randperm(len(split.labels), generator=make_generator(cpu, seed))[:n]
-    return x[index], split.labels[index].long()
+    return x[index], split.labels[index].long(), index
 
 
 def _scores(run: Run) -> dict[str, Any] | None:

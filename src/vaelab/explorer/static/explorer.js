@@ -227,7 +227,7 @@
     const [H, W] = data.image_shape, D = H * W;
     const net = buildModel(data.model, data.image_shape);
     const L = net.L, N = data.test.n;
-    const labels = data.test.labels;
+    const labels = data.test.labels, fileIndex = data.test.index;
     const testBits = bytesOf(data.test.images);
     const testMu = floatsOf(data.test.mu);
     const pcaMean = data.pca.mean, comps = data.pca.components, pcaStd = data.pca.std;
@@ -426,7 +426,8 @@
       tImage.show(testImage(i));
       tRecon.show(net.decode(testCode(i)));
       tImage.label(`test image #${i}`);
-      pointText.textContent = `Test image #${i}: ${word} ${className(labels[i])}.`;
+      pointText.textContent = `Test image #${i} of the ${N.toLocaleString("en")} shown (number ` +
+        `${fileIndex[i].toLocaleString("en")} in the test files, from 0): ${word} ${className(labels[i])}.`;
     }
     mapCanvas.addEventListener("pointermove", (ev) => {
       const { best } = nearest(ev, 10);
@@ -494,7 +495,7 @@
     sliderSec.append(el("div", { class: "row two" },
       el("div", { class: "panel", id: "pca-sliders" }, el("h3", { text: "Principal directions" }),
         el("div", { class: "with-out" }, pcaOut.fig, el("div", {}, pcaRows, pcaReset)), ),
-      el("div", { class: "panel", id: "latent-sliders" }, el("h3", { text: `Latent dimensions (${L - nInactive} active of ${L})` }),
+      el("div", { class: "panel", id: "latent-sliders" }, el("h3", { text: `Latent dimensions (${L - nInactive} active of ${L} on the ${N.toLocaleString("en")} test images shown)` }),
         el("div", { class: "with-out" }, latOut.fig, el("div", {}, activeRows,
           nInactive ? el("details", {}, el("summary", { text: `${nInactive} inactive units` }), inactiveRows) : null,
           latReset)))));
