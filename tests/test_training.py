@@ -10,7 +10,7 @@ import torch
 
 import vaelab.training as train_module
 from conftest import stop_after_steps
-from vaelab.checkpoint import load_checkpoint, load_run
+from vaelab.checkpoint import CHECKPOINT, load_checkpoint, load_run
 from vaelab.config import TrainConfig
 from vaelab.device import describe
 from vaelab.errors import TrainingInterrupted, VaelabError
@@ -91,6 +91,11 @@ def test_interrupt_mid_epoch_saves_a_checkpoint_that_resumes_exactly(small_mnist
     assert ckpt.perm is not None and len(ckpt.metrics) == 1
 
     monkeypatch.setattr(train_module, "stop_after_batch", stop_after_batch)
+    before = (tmp_path / "cut" / CHECKPOINT).read_bytes()
+    with pytest.raises(VaelabError, match=r"has trained 1 epochs and 5 batches of epoch 2; --epochs 1 would end it "
+                                          r"before where it is \(give --epochs 2 or more\)"):
+        resume(tmp_path / "cut", epochs=1, echo=quiet)  # the epochs done, but the checkpoint is past them
+    assert (tmp_path / "cut" / CHECKPOINT).read_bytes() == before
     resume(tmp_path / "cut", epochs=3, echo=quiet)
     _assert_identical(tmp_path / "straight", tmp_path / "cut")
 

@@ -161,6 +161,11 @@ def _resume(run_dir: Path, ckpt: Checkpoint, *, epochs: int, device: str | None,
             f"{run_dir} has already trained {done} epochs; --epochs {epochs} would shorten it "
             f"(give --epochs {done + 1} or more)"
         )
+    if epochs == done and ckpt.position.batch > 0:  # its checkpoint is partway through the next epoch
+        raise VaelabError(
+            f"{run_dir} has trained {done} epochs and {ckpt.position.batch:,} batches of epoch {done + 1}; "
+            f"--epochs {epochs} would end it before where it is (give --epochs {done + 1} or more)"
+        )
     changes: dict[str, Any] = {"epochs": epochs}
     if ckpt.config.lr_schedule != "constant":  # the stages follow from the epochs, which must end one
         changes["stages"] = None
