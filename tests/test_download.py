@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import http.server
 import os
+import re
 import shutil
 import signal
 import socket
@@ -740,3 +741,16 @@ def test_download_for_a_folder_dataset_fetches_mnist(tmp_path, serve, monkeypatc
     assert len(requests) == 4 and len(lines) == 5
     test = load_split("test", data)
     assert test.classes == catalog.DIGITS and test.files == {n: MNIST_FILES[n][1] for n in (TEST_IMAGES, TEST_LABELS)}
+
+    # a folder holding some IDX files of the user's own: MNIST's would be read in their place, so it is refused
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name in (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES):  # the dot spelling, as some tools write them
+        shutil.copyfile(data / f"{name}.gz", mine / f"{name.replace('-idx', '.idx')}.gz")
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+    with pytest.raises(VaelabError, match=rf"^{re.escape(str(mine))} holds 3 of the four IDX files \(train-images"
+                                          rf"\.idx3-ubyte\.gz, .*\) but not {TEST_LABELS}; --download would fetch "
+                                          "all four of MNIST's beside them and mix two datasets: add the missing "
+                                          "files yourself, or give --download a folder without IDX files"):
+        find_dataset("folder", mine, download=True, echo=QUIET)
+    assert len(requests) == 4 and {p.name: p.read_bytes() for p in mine.iterdir()} == before

@@ -70,6 +70,28 @@ def locate_files(data_dir: str | Path, dataset: str = "mnist") -> dict[str, Path
         what = "is a file, not a folder" if root.exists() else "does not exist"
         fix = f"the {title} files, or add --download to fetch them there" if named else "the four IDX files"
         raise VaelabError(f"data directory {root} {what}; point --data-dir at the folder holding {fix}")
+    best = _most_files(root, dataset)
+    if len(best) == len(MNIST_FILES):
+        return best
+    missing = ", ".join(name for name in MNIST_FILES if name not in best)
+    subfolders = dict.fromkeys((named.torchvision, named.name) if named else ("MNIST",))
+    where = f"{next(sub for sub in subfolders if sub)}/raw/" if named else "MNIST/raw/"
+    if named is None:
+        fix = "copy them there, or name a dataset with --dataset instead of folder"
+    elif named.bundled:
+        fix = "add --download to fetch them, or omit --data-dir to use the bundled copy"
+    else:
+        fix = f"add --download to fetch them, or omit --data-dir to use {named.title} where installed or downloaded"
+    raise VaelabError(
+        f"no complete {title} in {root}: missing {missing} (each may be .gz, directly in the "
+        f"folder or in {where}); {fix}"
+    )
+
+
+def _most_files(root: Path, dataset: str) -> dict[str, Path]:
+    """The IDX files of `dataset` in the first of `root`'s accepted layouts that holds all four (flat, NAME/raw/
+    as torchvision writes it, raw/), else in the one that holds the most: name -> path."""
+    named = catalog.DATASETS.get(dataset)
     subfolders = dict.fromkeys((named.torchvision, named.name) if named else ("MNIST",))
     best: dict[str, Path] = {}
     for folder in (root, *(root / sub / "raw" for sub in subfolders if sub), root / "raw"):
@@ -84,18 +106,7 @@ def locate_files(data_dir: str | Path, dataset: str = "mnist") -> dict[str, Path
         if len(found) == len(MNIST_FILES):
             return found
         best = max(best, found, key=len)
-    missing = ", ".join(name for name in MNIST_FILES if name not in best)
-    where = f"{next(sub for sub in subfolders if sub)}/raw/" if named else "MNIST/raw/"
-    if named is None:
-        fix = "copy them there, or name a dataset with --dataset instead of folder"
-    elif named.bundled:
-        fix = "add --download to fetch them, or omit --data-dir to use the bundled copy"
-    else:
-        fix = f"add --download to fetch them, or omit --data-dir to use {named.title} where installed or downloaded"
-    raise VaelabError(
-        f"no complete {title} in {root}: missing {missing} (each may be .gz, directly in the "
-        f"folder or in {where}); {fix}"
-    )
+    return best
 
 
 def find_dataset(dataset: str = "mnist", data_dir: str | Path | None = None, *, download: bool = False,
@@ -114,6 +125,13 @@ def find_dataset(dataset: str = "mnist", data_dir: str | Path | None = None, *, 
             raise VaelabError("--dataset folder needs --data-dir: the folder holding the four IDX files")
         root = Path(data_dir).expanduser()
         if download and not _complete(root, FOLDER):  # what --download --data-dir DIR meant before names: MNIST
+            yours = _most_files(root, FOLDER) if root.is_dir() else {}
+            if yours:  # MNIST's four would be read in place of these: two datasets mixed, silently
+                raise VaelabError(
+                    f"{root} holds {len(yours)} of the four IDX files ({', '.join(p.name for p in yours.values())}) "
+                    f"but not {', '.join(n for n in MNIST_FILES if n not in yours)}; --download would fetch all "
+                    "four of MNIST's beside them and mix two datasets: add the missing files yourself, or give "
+                    "--download a folder without IDX files (or --dataset mnist, whose files are checked)")
             echo(f"{root} lacks IDX files: fetching MNIST's (--dataset names another dataset to fetch)")
             download_dataset(catalog.spec("mnist"), root, echo=echo)
         locate_files(root, FOLDER)
