@@ -327,3 +327,10 @@ def test_a_copy_of_a_run_stopped_mid_epoch_says_where_and_resumes_as_the_origina
     assert (a.position.epoch, a.position.step) == (b.position.epoch, b.position.step) == (2, 16)
     assert all(torch.equal(a.model_state[k], b.model_state[k]) for k in a.model_state)
     assert [m["lower_bound"] for m in a.metrics] == [m["lower_bound"] for m in b.metrics]
+
+
+def test_eval_refuses_a_judge_file_and_no_judge_together(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["eval", "runs/x", "--judge", "judge.safetensors", "--no-judge"])
+    assert stopped.value.code == 2
+    assert "argument --no-judge: not allowed with argument --judge" in capsys.readouterr().err

@@ -173,3 +173,25 @@ def test_lock_holder_names_the_process_holding_the_lock_without_taking_it(tmp_pa
         release.set()
         child.join(60)
     assert lock_holder(lock) is None  # released when the holder exits
+
+
+def test_writing_a_file_removes_what_killed_writes_of_it_left_and_nothing_else(tmp_path):
+    import fcntl
+
+    old = time.time() - 3600
+    left = tmp_path / ".report.html.0123456789abcdef.tmp"  # a writer killed an hour ago
+    young = tmp_path / ".report.html.1111111111111111.tmp"  # a writer that may be about to lock it
+    held = tmp_path / ".report.html.2222222222222222.tmp"  # a live writer, old and slow
+    other = tmp_path / ".eval.json.3333333333333333.tmp"  # another file's: its own write clears it
+    for path in (left, young, held, other):
+        path.write_bytes(b"half")
+    for path in (left, held, other):
+        os.utime(path, (old, old))
+    with open(held, "rb") as live:
+        fcntl.flock(live, fcntl.LOCK_EX)
+        atomic_write(tmp_path / "report.html", b"<html>", root=tmp_path)
+    assert (tmp_path / "report.html").read_bytes() == b"<html>"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["report.html", young.name, held.name, other.name])
+    atomic_write(tmp_path / "eval.json", b"{}", root=tmp_path)
+    assert not other.exists() and young.exists() and held.exists()

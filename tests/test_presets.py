@@ -211,6 +211,10 @@ def test_a_preset_run_given_other_flags_or_data_is_not_the_papers_cell(small_mni
     same = replace(config, stages=3, epochs=None, seed=7, device="cpu", test_every_epoch=False)
     assert changes(same) == [] and other_data(same) is None and unlike_its_preset(same) is None
     assert published(same) == published(config) != None  # noqa: E711
+    assert changes(replace(config, hidden_size=200)) == []  # `--hidden-size 200`: two layers of 200, as the preset
+    two = TrainConfig.from_dict(load_preset("iwae/2-layer/iwae-k5"))
+    assert changes(replace(two, hidden_size=200, upper_hidden_size=100, lower_latent_size=100)) == []
+    assert changes(replace(two, upper_hidden_size=50)) == ["upper_hidden_size 50, 50 instead of 100, 100"]
     changed = replace(config, samples=5, hidden_size=(100, 100))  # `--preset ... --samples 5 --hidden-size 100`
     assert changes(changed) == ["hidden_size 100, 100 instead of 200, 200", "samples 5 instead of 50"]
     assert published(changed) is None

@@ -100,8 +100,13 @@ def test_report_scores_the_run_itself_when_it_has_no_scores(run_copy, capsys):
     assert lines[0] == f"{run_copy / 'eval.json'} does not exist; scoring the run now (IW K=3, `--iw-k` to change)"
     assert lines[1].split()[0] == "curves"  # scored before anything was drawn
     scores = read_eval(load_run(run_copy))
-    assert scores is not None and scores.iw_k == 3
+    assert scores is not None and scores.iw_k == 3 and scores.seed == scores.iw_seed == 0
     assert f"{scores.log_likelihood:.2f}" in (run_copy / "report.html").read_text()
+    (run_copy / "eval.json").unlink()  # --seed: the figures' draws and the scores' noise alike
+    assert main(["report", str(run_copy), "--embed", "pca", "--n-stats", "200", "--iw-k", "3", "--seed", "4",
+                 "--device", "cpu"]) == 0
+    again = read_eval(load_run(run_copy))
+    assert again.seed == again.iw_seed == 4 and again.log_likelihood != scores.log_likelihood
 
 
 @pytest.mark.parametrize("how", ["NaN", "other weights"])

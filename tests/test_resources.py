@@ -66,12 +66,22 @@ def test_threads_free_now_leaves_the_cores_others_keep_busy(monkeypatch):
     monkeypatch.delenv("VAELAB_THREADS", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     monkeypatch.setattr(resources.time, "sleep", lambda seconds: None)
-    for busy, ours, threads in ((0.25, 0.0, 1), (0.05, 0.0, 2), (0.5, 0.0, 1), (0.1, 0.05, 2)):
-        samples = iter([(0.0, 0.0, 0.0), (0.25, busy, ours)])  # (wall, CPU seconds on our cores, ours)
-        monkeypatch.setattr(resources, "_cpu_sample", lambda cores, s=samples: resources._Sample(*next(s)))
-        assert resources.threads_free_now() == threads, (busy, ours)
-    monkeypatch.setenv("VAELAB_THREADS", "3")
-    assert resources.threads_free_now() == 3
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for busy, ours, threads in ((0.25, 0.0, 1), (0.05, 0.0, 2), (0.5, 0.0, 1), (0.1, 0.05, 2)):
+            samples = iter([(0.0, 0.0, 0.0), (0.25, busy, ours)])  # (wall, CPU seconds on our cores, ours)
+            monkeypatch.setattr(resources, "_cpu_sample", lambda cores, s=samples: resources._Sample(*next(s)))
+            assert resources.threads_free_now() == threads, (busy, ours)
+        monkeypatch.setenv("VAELAB_THREADS", "3")
+        assert resources.threads_free_now() == 3
+        monkeypatch.delenv("VAELAB_THREADS")
+        torch.set_num_threads(1)  # as OMP_NUM_THREADS=1 or the user's own call: never more, as in training
+        samples = iter([(0.0, 0.0, 0.0), (0.25, 0.0, 0.0)])  # an idle machine
+        monkeypatch.setattr(resources, "_cpu_sample", lambda cores: resources._Sample(*next(samples)))
+        assert resources.threads_free_now() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture

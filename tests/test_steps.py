@@ -39,8 +39,11 @@ def test_graphs_serve_the_perceptrons_with_adam_on_cuda_only_and_can_be_switched
     assert not graphs_wanted(cpu, "mlp", "adam")
     assert not graphs_wanted(cuda_device, "conv", "adam")  # its cuDNN kernels gave other bits under capture
     assert not graphs_wanted(cuda_device, "mlp", "rmsprop")
-    monkeypatch.setenv(GRAPHS_ENV, "0")
-    assert not graphs_wanted(cuda_device, "mlp", "adam")
+    for off in ("0", "false", "Off", " no "):
+        monkeypatch.setenv(GRAPHS_ENV, off)
+        assert not graphs_wanted(cuda_device, "mlp", "adam"), off
+    monkeypatch.setenv(GRAPHS_ENV, "1")
+    assert graphs_wanted(cuda_device, "mlp", "adam")
 
 
 def _session(preset: str, device: torch.device, graphs: bool):

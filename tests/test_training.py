@@ -136,6 +136,15 @@ def test_resume_cannot_shorten_and_is_a_no_op_when_done(small_mnist, tmp_path):
     assert "nothing to do" in said[0]
 
 
+def test_a_bad_thread_setting_is_refused_before_a_run_folder_is_made(small_mnist, tmp_path, monkeypatch):
+    monkeypatch.setenv("VAELAB_THREADS", "two")
+    with pytest.raises(VaelabError, match="VAELAB_THREADS='two' must be a positive number of threads, or 'auto'"):
+        train(_config(small_mnist, epochs=1), tmp_path / "run", echo=lambda s: None)
+    assert not (tmp_path / "run").exists()  # so the same --out works once it is fixed
+    monkeypatch.setenv("VAELAB_THREADS", "1")
+    assert train(_config(small_mnist, epochs=1), tmp_path / "run", echo=lambda s: None).epoch == 1
+
+
 def test_a_dataset_that_is_nowhere_names_the_fix_and_leaves_no_run(tmp_path, monkeypatch):
     monkeypatch.setenv("VAELAB_DATA", str(tmp_path / "cache"))  # an empty download cache
     with pytest.raises(VaelabError, match=r"add --download"):

@@ -105,9 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-dir", metavar="DIR", help="where the test files are (default: the run's)")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
-    ev.add_argument("--judge", metavar="FILE", help="judge file from `vaelab judge train` (default: the one shipped "
-                                                    "for the run's dataset, if any)")
-    ev.add_argument("--no-judge", action="store_true", help="skip the judge's scores of generated images")
+    judging = ev.add_mutually_exclusive_group()
+    judging.add_argument("--judge", metavar="FILE", help="judge file from `vaelab judge train` (default: the one "
+                                                         "shipped for the run's dataset, if any)")
+    judging.add_argument("--no-judge", action="store_true", help="skip the judge's scores of generated images")
     ev.set_defaults(func=cmd_eval)
 
     cm = sub.add_parser("compare", help="compare two scored runs' log-likelihoods, image by image",

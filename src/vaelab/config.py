@@ -153,7 +153,8 @@ class TrainConfig:
     test_every_epoch: bool = _option(True, "score the test-set ELBO after every epoch")
     preset: str | None = _option(
         None, "the preset the run started from (`vaelab train --preset NAME` records it; `vaelab presets` "
-        "lists them); a record only: setting it in a config file applies nothing"
+        "lists them); in a `vaelab train --config` file it applies the preset, whose fields the file's "
+        "other keys and the flags override (TrainConfig.load only records it)"
     )
 
     def __post_init__(self) -> None:

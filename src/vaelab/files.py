@@ -21,6 +21,7 @@ import math
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -151,6 +152,35 @@ def _replace_at(dir_fd: int, name: str, data: bytes) -> None:
             pass
         raise
     os.fsync(dir_fd)  # make the rename itself durable
+    _remove_leftovers_of(dir_fd, name)
+
+
+LEFTOVER_AGE = 60.0  # seconds: a temporary file younger than this may belong to a writer about to lock it
+
+
+def _remove_leftovers_of(dir_fd: int, name: str) -> None:
+    """Delete the temporary files of `name` in `dir_fd` that writers killed mid-write left (unlocked, and
+    older than LEFTOVER_AGE): each write of a file clears what an earlier, killed write of it left."""
+    try:
+        names = os.listdir(dir_fd)
+    except OSError:
+        return
+    now = time.time()
+    for other in names:
+        found = _TEMP.match(other)
+        if found is None or found["name"] != name:
+            continue
+        try:
+            fd = os.open(other, os.O_RDONLY | _NOFOLLOW, dir_fd=dir_fd)
+        except OSError:
+            continue
+        try:
+            if now - os.fstat(fd).st_mtime > LEFTOVER_AGE and _lock(fd, exclusive=True, wait=False):
+                os.unlink(other, dir_fd=dir_fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def is_leftover(name: str) -> bool:

@@ -45,7 +45,7 @@ REPORT = "report.html"
 Figure = tuple[str, str, Path]  # section title ("" continues the previous section), caption, PNG
 
 
-def current_scores(run: Run, *, iw_k: int = 1000, device: str = "auto", data_dir: str | None = None,
+def current_scores(run: Run, *, iw_k: int = 1000, seed: int = 0, device: str = "auto", data_dir: str | None = None,
                    progress: bool = False, echo: Callable[[str], Any] = print) -> EvalResult:
     """The test scores of exactly the run's weights: eval.json when it holds them, else scored now."""
     try:
@@ -53,7 +53,7 @@ def current_scores(run: Run, *, iw_k: int = 1000, device: str = "auto", data_dir
     except ValueError as exc:
         echo(f"{exc}; scoring the run now (IW K={iw_k}, `--iw-k` to change)")
     try:  # the run as loaded, so the scores are of the weights the figures draw, even if it trains meanwhile
-        return evaluate_run(run, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress)
+        return evaluate_run(run, iw_k=iw_k, seed=seed, device=device, data_dir=data_dir, progress=progress)
     finally:
         run.model.to("cpu")  # where load_run put it, for the figures
 
@@ -77,7 +77,8 @@ def write_report(run_path: str | Path, *, seed: int = 0, n_stats: int = 10000, s
         echo(f"{training}: the report shows "
              f"its checkpoint of epoch {run.epoch:,}, which its next checkpoint will replace; to keep the "
              f"checkpoint you report on, report on a copy: vaelab copy {display(run.path)} --out DIR")
-    scores = current_scores(run, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress, echo=echo)
+    scores = current_scores(run, iw_k=iw_k, seed=seed, device=device, data_dir=data_dir, progress=progress,
+                            echo=echo)
     codes = {("train", n_stats): explore.encode_subset(run, n=n_stats, seed=seed, data_dir=data_dir)}
     train = codes["train", n_stats]
     ctx = figures.Context(run=run, classes=explore.classes_of(run), present=train.stats.classes.tolist(),

@@ -55,19 +55,20 @@ def threads_for(free_cores: float, most: int) -> int:
 
 def threads_free_now(window: float = 0.25) -> int:
     """How many threads to run now: this process's cores less those other processes kept busy over `window`
-    seconds (VAELAB_THREADS, where set, wins). For work too short or too opaque to adapt as it runs,
-    such as scikit-learn's OpenMP t-SNE, whose threads spin as PyTorch's do when a core is taken."""
+    seconds, and never more than torch's threads (OMP_NUM_THREADS, `torch.set_num_threads`), as training;
+    VAELAB_THREADS, where set, wins. For work too short or too opaque to adapt as it runs, such as
+    scikit-learn's OpenMP t-SNE, whose threads spin as PyTorch's do when a core is taken."""
     cores = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset()
     pinned = pinned_threads()
     if pinned is not None or not cores:
         return pinned or max(1, os.cpu_count() or 1)
     before = _cpu_sample(cores)
     if before is None:
-        return len(cores)
+        return min(len(cores), torch.get_num_threads())
     time.sleep(window)
     after = _cpu_sample(cores)
     others = max(0.0, (after.busy - before.busy) - (after.ours - before.ours)) / (after.wall - before.wall)
-    return threads_for(len(cores) - others, len(cores))
+    return threads_for(len(cores) - others, min(len(cores), torch.get_num_threads()))
 
 
 class ThreadTuner:

@@ -30,7 +30,7 @@ import torch
 
 from vaelab.objectives import Objective, Terms
 
-GRAPHS_ENV = "VAELAB_CUDA_GRAPHS"  # "0" runs every CUDA step eagerly
+GRAPHS_ENV = "VAELAB_CUDA_GRAPHS"  # "0" (or false, off, no) runs every CUDA step eagerly
 GRAPHED_MODELS = ("mlp", "mlp2")  # checked bit for bit against eager steps on a GPU
 
 Step = Callable[[torch.nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Generator, Objective], Terms]
@@ -41,7 +41,7 @@ def graphs_wanted(device: torch.device, model: str, optimizer: str) -> bool:
     """Whether training `model` with `optimizer` on `device` replays CUDA graphs: on CUDA, for the
     perceptron models with Adam, unless VAELAB_CUDA_GRAPHS=0."""
     return (device.type == "cuda" and model in GRAPHED_MODELS and optimizer == "adam"
-            and os.environ.get(GRAPHS_ENV, "1").strip() != "0")
+            and os.environ.get(GRAPHS_ENV, "1").strip().lower() not in ("0", "false", "off", "no"))
 
 
 def batch_sums(terms: Terms, size: int) -> torch.Tensor:

@@ -37,7 +37,7 @@ from vaelab.models import build_model as build_architecture
 from vaelab.models.init import initialise, set_output_bias
 from vaelab.objectives import OBJECTIVES, ElboTerms, Objective, Terms, elbo
 from vaelab.prepare import VALIDATION_STREAM, TrainData, load_data
-from vaelab.resources import ThreadTuner, check_fits
+from vaelab.resources import ThreadTuner, check_fits, pinned_threads
 from vaelab.rundir import RunDir
 from vaelab.signals import stop_after_batch, stopped_by
 from vaelab.steps import Stepper, graphs_wanted
@@ -114,7 +114,8 @@ def train(config: TrainConfig, out: str | Path | None = None, *, progress: bool 
     """
     config = dataclasses.replace(config, data_dir=absolute_data_dir(config.data_dir),
                                  class_names=absolute_data_dir(config.class_names))  # found from any folder later
-    resolve_device(config.device)  # no GPU: refuse before any folder is made
+    resolve_device(config.device)  # no GPU, or a bad VAELAB_THREADS: refused before any folder is made
+    pinned_threads()
     with RunDir.new(out) as run_dir:
         return _fit(run_dir.path, config, None, progress=progress, echo=echo)
 

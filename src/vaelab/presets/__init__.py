@@ -98,10 +98,19 @@ def changes(config: TrainConfig) -> list[str]:
     the preset as it is."""
     if not config.preset or config.preset not in _files():
         return []
-    preset = TrainConfig.from_dict(load_preset(config.preset), source=f"preset {config.preset}").to_dict()
-    ours = config.to_dict()
+    theirs = TrainConfig.from_dict(load_preset(config.preset), source=f"preset {config.preset}")
+    preset, ours = _as_trained(theirs), _as_trained(config)
     return [f"{name} {_shown(ours[name])} instead of {_shown(preset[name])}"
             for name in preset if name not in SAME_CELL and ours.get(name) != preset[name]]
+
+
+def _as_trained(config: TrainConfig) -> dict[str, Any]:
+    """The config's fields, the widths as the network has them: `--hidden-size 200` is the preset's [200, 200]."""
+    values = config.to_dict()
+    values["hidden_size"] = list(config.hidden_layers)
+    if config.model == "mlp2":
+        values["lower_latent_size"], values["upper_hidden_size"] = config.lower_latent, list(config.upper_hidden_layers)
+    return values
 
 
 def _shown(value: Any) -> str:
