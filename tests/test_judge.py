@@ -239,3 +239,32 @@ def test_classify_uses_the_cores_others_leave_free_and_gives_the_same_numbers(ti
         assert seen[-3:] == [int(threads)] * 3  # asked before each of the 3 batches, as VAELAB_THREADS pins
     assert torch.get_num_threads() == before
     assert torch.equal(results["1"][0], results["2"][0]) and torch.equal(results["1"][1], results["2"][1])
+
+
+def test_generated_images_are_cut_as_the_real_ones_the_judge_compares_them_with():
+    from vaelab.data import THRESHOLD_BYTE
+    from vaelab.evaluate import ink_threshold
+
+    grey = torch.arange(256, dtype=torch.uint8)[None]  # every byte a real pixel can hold
+    real = binarize_threshold(grey)  # the judge's images: ink from byte 73
+    # a model of dynamic draws learns the grey levels b / 255: its means cut where the real bytes are
+    means = torch.sigmoid(torch.logit(grey.double() / 255)).float()
+    assert torch.equal((means >= ink_threshold("dynamic")).float(), real)
+    assert ink_threshold("dynamic") == THRESHOLD_BYTE / 255 == 73 / 255
+    assert ink_threshold("threshold") == 0.5  # a model of black-and-white pixels: the likelier value
+    assert not torch.equal((means >= 0.5).float(), real)  # as before: bytes 73-127 came out blank
+
+
+def test_a_dynamic_runs_generated_images_are_cut_at_the_real_images_cut(small_mnist, tiny_judge, tmp_path,
+                                                                       monkeypatch):
+    from vaelab import evaluate
+    from vaelab.config import TrainConfig
+    from vaelab.training import train
+
+    run = train(TrainConfig(data_dir=str(small_mnist), latent_size=4, hidden_size=16, epochs=1,
+                            binarization="dynamic"), tmp_path / "run", echo=lambda s: None)
+    cuts = []
+    real = evaluate.ink_threshold
+    monkeypatch.setattr(evaluate, "ink_threshold", lambda binarization: cuts.append(real(binarization)) or cuts[-1])
+    judged = evaluate.evaluate_run(run, iw_k=0, judge=tiny_judge[0], judge_per_class=20).judge
+    assert cuts == [73 / 255] and judged["n_generated"] == 200

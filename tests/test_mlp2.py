@@ -150,9 +150,17 @@ def test_active_units_are_counted_per_layer_as_their_code_counts(model, x):
     h1 = mu1 + var1.sqrt() * torch.randn(mu1.shape, generator=torch.Generator().manual_seed(9))
     assert torch.equal(lower, mu1)
     torch.testing.assert_close(upper, model.upper_encoder(h1)[0])  # z's means given one sample of h1
+    seen = []
+    real = model.layer_means
+    model.layer_means = lambda x, generator: seen.append(generator.get_state()) or real(x, generator)
     result = evaluate.evaluate_model(model, x, iw_k=3, seed=9)
+    assert evaluate.evaluate_model(model, x, iw_k=7, seed=9).active_units_by_layer == result.active_units_by_layer
+    assert evaluate.evaluate_model(model, x, iw_k=0, seed=9).active_units_by_layer == result.active_units_by_layer
+    # h1's draw comes from a generator of its own, seeded as the scores: the same whatever K (and its estimate)
+    assert len(seen) == 3 and all(torch.equal(state, torch.Generator().manual_seed(9).get_state()) for state in seen)
+    del model.layer_means
     assert result.active_units_by_layer == [int(active_units(m).sum()) for m in model.layer_means(
-        x, _after_scores(model, x, 9))]
+        x, torch.Generator().manual_seed(9))]
     assert model.layer_sizes == (4, 3)
     again = EvalResult.from_dict(result.to_dict())
     assert again.active_units_by_layer == result.active_units_by_layer
@@ -161,12 +169,13 @@ def test_active_units_are_counted_per_layer_as_their_code_counts(model, x):
             EvalResult.from_dict({**result.to_dict(), "active_units_by_layer": bad})
 
 
-def _after_scores(model, x, seed):
-    """The eval generator as it stands after the ELBO and IW draws, which come first (their numbers unchanged)."""
-    generator = torch.Generator().manual_seed(seed)
-    evaluate.elbo_terms(model, x, generator=generator)
-    evaluate.iw_log_likelihood(model, x, k=3, generator=generator)
-    return generator
+def test_the_kl_per_dimension_of_two_layers_is_the_top_layers_not_the_elbos(model, x):
+    from vaelab.latent import kl_per_dimension
+
+    result = evaluate.evaluate_model(model, x, iw_k=0, seed=2)
+    mu, var = model.upper_encoder(model.encoder(x)[0])  # z given h1 at its posterior mean
+    assert result.kl_per_dimension == pytest.approx(kl_per_dimension(mu, var).double().tolist(), rel=1e-6)
+    assert abs(sum(result.kl_per_dimension) - result.kl) > 0.1  # the ELBO's KL: both layers, sampled
 
 
 def test_a_one_layer_models_scores_have_no_layers(x):

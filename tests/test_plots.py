@@ -343,6 +343,18 @@ def test_plot_kl_per_dimension_sorts_and_highlights(tmp_path):
     np.testing.assert_allclose(heights / heights[0], kl[order] / kl.max(), atol=0.04)
 
 
+def test_the_kl_title_says_when_the_bars_are_the_top_layers_alone(tmp_path, monkeypatch):
+    titles = []
+    real = plots._figure
+    monkeypatch.setattr(plots, "_figure", lambda w, h, title=None, *a: titles.append(title) or real(w, h, title, *a))
+    kl, active = np.array([2.0, 1.0, 0.5]), np.array([True, True, False])
+    plot_kl_per_dimension(kl, active, tmp_path / "one.png")
+    plot_kl_per_dimension(kl, active, tmp_path / "two.png", top_layer=True)
+    assert titles == ["KL per latent dimension: 2 of 3 units active (blue: Var[mu] > 0.01), total 3.5 nats",
+                      "KL per dimension of z, the top layer (h1 at its posterior mean): 2 of 3 units active "
+                      "(blue: Var[mu] > 0.01), summed 3.5 nats"]
+
+
 def test_plot_kl_per_dimension_all_inactive(tmp_path):
     kl = np.linspace(0.001, 0.004, 20)
     image = read_png(plot_kl_per_dimension(kl, np.zeros(20, dtype=bool), tmp_path / "kl.png"))

@@ -36,7 +36,9 @@ class EvalResult:
     seed: int
     epoch: int
     active_units: int  # dimensions with Var_x(mu_j(x)) > 0.01 (Burda et al. 2015)
-    kl_per_dimension: list[float]  # mean KL of each latent dimension; sums to `kl`
+    # Mean KL of each latent dimension, sums to `kl`; with two stochastic layers (mlp2), z's given h1 at its
+    # posterior mean (the model's `encode`), which do not sum to `kl`, the sampled KL of both layers.
+    kl_per_dimension: list[float]
     # What was scored, so a score is never shown beside other weights or data:
     step: int = 0  # optimizer steps behind the weights
     weights_sha256: str = ""  # digest of the weights scored (vaelab.checkpoint.weights_digest)

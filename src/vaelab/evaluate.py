@@ -20,7 +20,15 @@ from tqdm.auto import tqdm
 
 from vaelab import explore
 from vaelab.checkpoint import EVAL, Run, load_run
-from vaelab.data import DataMismatchWarning, Split, binarize, binarize_threshold, data_mismatches, load_split
+from vaelab.data import (
+    THRESHOLD_BYTE,
+    DataMismatchWarning,
+    Split,
+    binarize,
+    binarize_threshold,
+    data_mismatches,
+    load_split,
+)
 from vaelab.device import make_generator, resolve_device
 from vaelab.errors import Diverged, VaelabError
 from vaelab.evalfile import EvalResult, keep_larger_iw, read_eval
@@ -167,8 +175,8 @@ def evaluate_model(
         active_units=int(active_units(mu).sum()),
         kl_per_dimension=kl_per_dimension(mu, var).cpu().double().tolist(),
         iw_seed=seed if iw_k else None,
-        active_units_by_layer=[int(active_units(m).sum()) for m in model.layer_means(x, generator)]
-        if model.hierarchical else None,
+        active_units_by_layer=[int(active_units(m).sum()) for m in  # h1's draw of its own: the same for any K
+                               model.layer_means(x, make_generator(x.device, seed))] if model.hierarchical else None,
         log_likelihood_per_image=None if per_image is None else per_image.cpu().double().tolist(),
     )
 
@@ -283,8 +291,9 @@ def judge_run(run: Run, judged: LoadedJudge, stats: ClassStats, test: Split, *,
 
     For each class, `per_class` codes z = class mean + noise * sqrt(class variance) (`latent.sample_class`,
     with the class statistics of `JUDGE_STATS` training images, as the figures compute them), decoded to
-    Bernoulli means and thresholded at 0.5: black-and-white images like the real ones the judge was trained
-    on (threshold binarization). Sampled pixels would add salt-and-pepper noise that no real image has.
+    Bernoulli means and thresholded (`ink_threshold`: 0.5, or for a model of dynamic draws the real images'
+    cut, 73 / 255): black-and-white images like the real ones the judge was trained on (threshold
+    binarization). Sampled pixels would add salt-and-pepper noise that no real image has.
     Reported: the judge's accuracy on them against the class they were made for, per class and overall;
     the Fréchet distance of its features, generated vs test images, and the floor: test vs as many
     training images (a seeded subset), the distance two real samples of the data keep.
@@ -296,7 +305,8 @@ def judge_run(run: Run, judged: LoadedJudge, stats: ClassStats, test: Split, *,
     labels = stats.classes.repeat_interleave(per_class)  # (N,)
     stats = replace(stats, means=stats.means.to(dev), variances=stats.variances.to(dev))
     z = torch.cat([sample_class(stats, int(c), per_class, generator) for c in stats.classes])  # (N, L)
-    generated = (torch.cat([torch.sigmoid(model.decode(z[i:i + 5000])) for i in range(0, len(z), 5000)]) > 0.5)
+    cut = ink_threshold(run.config.binarization)
+    generated = torch.cat([torch.sigmoid(model.decode(z[i:i + 5000])) for i in range(0, len(z), 5000)]) >= cut
     predicted, gen_features = classify(classifier, generated.float())
     test_predicted, test_features = classify(classifier, binarize_threshold(test.images))
     train = load_split("train", data_dir if data_dir is not None else run.config.data_dir,
@@ -315,6 +325,15 @@ def judge_run(run: Run, judged: LoadedJudge, stats: ClassStats, test: Split, *,
         "n_generated": len(labels),
         "seed": seed,
     }
+
+
+def ink_threshold(binarization: str) -> float:
+    """The Bernoulli mean from which a generated pixel is shown to the judge as ink, so that generated images
+    are made black and white as the real ones it compares them with (bytes >= THRESHOLD_BYTE). A model
+    trained on black-and-white images (threshold) gives each pixel's chance of ink: 0.5, its likelier value.
+    A model trained on dynamic draws (Bernoulli samples of the grey levels b / 255) gives the grey level
+    itself, so the real images' cut applies: THRESHOLD_BYTE / 255."""
+    return 0.5 if binarization == "threshold" else THRESHOLD_BYTE / 255
 
 
 def check_iw_k(iw_k: int, noise_size: int | None = None) -> None:

@@ -160,7 +160,8 @@ def figure_kl(run: Run, codes: Codes, path: Path, *, root: Path | None = None) -
     """KL per latent dimension and the active units, over the subset's posterior."""
     kl = latent.kl_per_dimension(codes.mu, codes.var).cpu().numpy()
     active = latent.active_units(codes.mu).cpu().numpy()
-    return plots.plot_kl_per_dimension(kl, active, path, root=root)
+    return plots.plot_kl_per_dimension(kl, active, path, top_layer=getattr(run.model, "hierarchical", False),
+                                       root=root)
 
 
 def figure_curves(run: Run, path: Path, *, root: Path | None = None) -> Path:

@@ -118,7 +118,9 @@ def interpolate(a: torch.Tensor, b: torch.Tensor, steps: int, method: str = "ler
 def kl_per_dimension(mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
     """Mean over images of KL(q(z_j|x) || N(0, 1)) for each latent dimension j. (N, L) -> (L,)
 
-    These sum to the mean KL term of the ELBO (Kingma & Welling 2014, appendix B).
+    These sum to the mean KL term of the ELBO (Kingma & Welling 2014, appendix B). Of a model with two
+    stochastic layers (mlp2), whose `encode` gives z's posterior at h1 = its posterior mean, they are the top
+    layer's alone, and do not sum to its ELBO's KL, which is of both layers and sampled.
     """
     return (0.5 * (mu.pow(2) + var - 1.0 - torch.log(var))).mean(0)
 

@@ -248,13 +248,16 @@ def plot_embedding(points: np.ndarray, labels: np.ndarray, path: str | Path, *, 
     return _save(fig, path, root)
 
 
-def plot_kl_per_dimension(kl: np.ndarray, active: np.ndarray, path: str | Path, *,
+def plot_kl_per_dimension(kl: np.ndarray, active: np.ndarray, path: str | Path, *, top_layer: bool = False,
                           root: str | Path | None = None) -> Path:
-    """Bars of KL(q(z_j|x) || p(z_j)) per latent dimension, sorted, active units highlighted."""
+    """Bars of KL(q(z_j|x) || p(z_j)) per latent dimension, sorted, active units highlighted; `top_layer`:
+    z of a model with two stochastic layers, given h1 at its posterior mean (not the ELBO's KL of both)."""
     order = np.argsort(-kl)
     n_active = int(active.sum())
-    title = (f"KL per latent dimension: {n_active} of {len(kl)} units active "
-             f"(blue: Var[mu] > 0.01), total {kl.sum():.1f} nats")
+    what = "KL per dimension of z, the top layer (h1 at its posterior mean)" if top_layer else \
+        "KL per latent dimension"
+    title = (f"{what}: {n_active} of {len(kl)} units active "
+             f"(blue: Var[mu] > 0.01), {'summed' if top_layer else 'total'} {kl.sum():.1f} nats")
     fig = _figure(max(6.0, 0.16 * len(kl) + 2.0), 3.6, title, 11)
     ax = fig.subplots()
     colours = np.where(active[order], "#1f77b4", "#c7c7c7")

@@ -29,7 +29,7 @@ The contract, `format` "vaelab-explorer/1" (the script relies on every key)::
     pca: {mean: [L], components: [[L] x P], std: [P]}
                                      P = min(L, 8) principal directions of the N codes, largest first, each
                                      signed so its largest entry is positive; std: the codes' along each
-    latent: {kl: [L],                mean KL(q(z_j|x) || N(0, 1)) over the N images, nats
+    latent: {kl: [L],                mean KL(q(z_j|x) || N(0, 1)) over the N images, nats (mlp2: z's, h1 at its mean)
              order: [L ints],        dimensions by KL, largest first
              active: [L bools],      Var[mu_j] > 0.01 (Burda et al. 2015)
              std: [L]}               std of mu_j over the N images
