@@ -183,3 +183,25 @@ def test_a_one_layer_models_scores_have_no_layers(x):
                               "variance": "softplus"})
     assert evaluate.evaluate_model(mlp, x, iw_k=2).active_units_by_layer is None
     assert mlp.layer_sizes == (3,) and mlp.noise_size == 3
+
+
+def test_eval_and_the_report_say_which_active_units_of_two_layers_they_count(small_mnist, tmp_path, capsys):
+    import html
+    import re
+
+    from vaelab.cli import main
+    from vaelab.report import write_report
+    from vaelab.training import train
+
+    config = TrainConfig(model="mlp2", data_dir=str(small_mnist), latent_size=3, lower_latent_size=4,
+                         hidden_size=16, upper_hidden_size=8, activation="tanh", variance="exp", epochs=1)
+    train(config, tmp_path / "run", echo=lambda s: None)
+    assert main(["eval", str(tmp_path / "run"), "--iw-k", "2", "--no-judge"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^  active units           \d of 3   \(z, h1 at its posterior mean; Var\[mu\] > 0\.01\)$",
+                     out, re.M), out
+    assert re.search(r"^  active units by layer  \d of 4, \d of 3   \(lowest first, the layers below sampled\)$",
+                     out, re.M), out
+    page = html.unescape(write_report(tmp_path / "run", embed_method="pca", n_stats=100, iw_k=0,
+                                      echo=lambda s: None).read_text())
+    assert re.search(r"z at h1's mean; by layer \d, \d \(h1 sampled\)", page)

@@ -353,7 +353,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         elif (unlike := unlike_its_preset(run.config)) is not None:
             print(f"  {'the paper':<22} not shown: {unlike[0].lower()}{unlike[1:]}")
     print(f"  active units           {r.active_units} of {len(r.kl_per_dimension)}"
-          "   (Var[mu] > 0.01, Burda et al. 2015)")
+          + ("   (z, h1 at its posterior mean; Var[mu] > 0.01)" if r.active_units_by_layer is not None
+             else "   (Var[mu] > 0.01, Burda et al. 2015)"))
     if r.active_units_by_layer is not None and len(r.active_units_by_layer) == len(run.model.layer_sizes):
         counts = zip(r.active_units_by_layer, run.model.layer_sizes, strict=True)
         print("  active units by layer  " + ", ".join(f"{n} of {size}" for n, size in counts)

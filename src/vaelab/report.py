@@ -207,7 +207,7 @@ def _render(run: Run, scores: EvalResult, figures: list[Figure], notes: Sequence
         *([] if paper is None else [("the paper's log p(x)", f"{paper[0]:.2f}", paper[2])]),
         ("reconstruction / KL", f"{scores.loglike:.2f} / {scores.kl:.2f}", "nats per image"),
         ("active units", f"{active} of {latent_size}", "Var[mu] > 0.01" if scores.active_units_by_layer is None
-         else "by layer " + ", ".join(map(str, scores.active_units_by_layer)) + " (h1 sampled)"),
+         else "z at h1's mean; by layer " + ", ".join(map(str, scores.active_units_by_layer)) + " (h1 sampled)"),
         ("epochs", f"{run.epoch:,}" + (f" of {run.config.epochs:,}" if run.epoch < run.config.epochs else ""),
          f"{run.metrics[-1]['elapsed']:.1f} s of training" if run.metrics else ""),
     ]
