@@ -21,6 +21,7 @@ from vaelab.config import TrainConfig
 from vaelab.data import binarize_threshold, load_split
 from vaelab.errors import VaelabError
 from vaelab.evalfile import read_eval
+from vaelab.evaluate import evaluate_run
 from vaelab.explorer import page as page_module
 from vaelab.explorer.export import FORMAT, payload
 from vaelab.explorer.page import render, script_safe_json, write_explorer
@@ -149,10 +150,32 @@ def test_payload_refuses_sizes_out_of_range(run, n):
         payload(run, n=n)
 
 
+def test_each_image_carries_eval_jsons_estimate_of_it_when_that_scored_these_pixels(run, exported, small_mnist,
+                                                                                    tmp_path):
+    per_image = read_eval(run).log_likelihood_per_image
+    assert len(per_image) == 500 and exported["test"]["log_likelihood"] == [per_image[i]
+                                                                           for i in exported["test"]["index"]]
+    # a dynamic run: only the estimates of the pixels drawn here, which eval.json names
+    dynamic = tmp_path / "dynamic"
+    train(TrainConfig(data_dir=str(small_mnist), latent_size=4, hidden_size=16, epochs=1, binarization="dynamic"),
+          dynamic, echo=lambda s: None)
+    evaluate_run(dynamic, iw_k=3, judge=False)
+    shown = payload(load_run(dynamic), n=10, seed=5)["test"]
+    scored = json.loads((dynamic / "eval.json").read_text())
+    assert scored["test_pixels"] == "seed 0 on cpu" and shown["log_likelihood"] == [
+        scored["log_likelihood_per_image"][i] for i in shown["index"]]
+    (dynamic / "eval.json").write_text(json.dumps({**scored, "test_pixels": "seed 0 on cuda"}))  # a GPU's draw
+    assert payload(load_run(dynamic), n=10, seed=5)["test"]["log_likelihood"] is None
+    del scored["test_pixels"]  # written before eval.json said which draw it scored
+    (dynamic / "eval.json").write_text(json.dumps(scored))
+    assert payload(load_run(dynamic), n=10, seed=5)["test"]["log_likelihood"] is None
+
+
 def test_scores_are_null_when_eval_json_scores_other_weights(run_copy):
     scores = json.loads((run_copy / "eval.json").read_text())
     (run_copy / "eval.json").write_text(json.dumps({**scores, "weights_sha256": "0" * 64}))
     assert payload(load_run(run_copy), n=10)["run"]["scores"] is None
+    assert payload(load_run(run_copy), n=10)["test"]["log_likelihood"] is None
     assert json.loads((run_copy / "eval.json").read_text())["weights_sha256"] == "0" * 64  # never scored here
 
 

@@ -23,6 +23,8 @@ The contract, `format` "vaelab-explorer/1" (the script relies on every key)::
     test: {n: N,                     min(n, test images): a subset drawn by `seed`
            labels: [N ints],
            index: [N ints],          each image's place in the test files, from 0 (eval.json's per-image order)
+           log_likelihood: [N] or null,  eval.json's IW estimate of each, nats, when it scored these weights
+                                     on these very pixels (run.scores.iw_k samples), else null
            images: B64BITS,          numpy.packbits of the N x H x W binary pixels, MSB first, row after row
            mu: B64F32}               N x L posterior means
     maps: {pca: B64F32, ...}         N x 2 coordinates of the codes; "tsne" or "umap" only when asked for
@@ -64,7 +66,7 @@ from vaelab.evalfile import read_eval
 from vaelab.explore import image_shape
 from vaelab.files import display
 from vaelab.models import named_args
-from vaelab.prepare import test_pixels_generator
+from vaelab.prepare import test_pixels_generator, test_pixels_words
 
 FORMAT = "vaelab-explorer/1"
 MIN_IMAGES, MAX_IMAGES = 10, 10_000  # test images embedded: enough for a map, few enough for a light page
@@ -92,7 +94,7 @@ def payload(run: Run, *, n: int = 1000, seed: int = 0, data_dir: str | None = No
     if not all(bool(t.isfinite().all()) for t in tensors.values() if t.is_floating_point()):
         raise VaelabError(f"{display(run.path)} holds non-finite weights (it diverged); train it again "
                           "with a lower --lr")
-    x, labels, index = _test_subset(run, n=n, seed=seed, data_dir=data_dir)  # (N, D), (N,), (N,)
+    x, labels, index, files = _test_subset(run, n=n, seed=seed, data_dir=data_dir)  # (N, D), (N,), (N,)
     mu, var = latent.encode_all(model, x)  # (N, L) each
     if not (bool(mu.isfinite().all()) and bool(var.isfinite().all())):
         raise VaelabError(f"{display(run.path)} encodes some test images to non-finite codes; its weights "
@@ -129,6 +131,7 @@ def payload(run: Run, *, n: int = 1000, seed: int = 0, data_dir: str | None = No
             "n": len(labels),
             "labels": labels.tolist(),
             "index": index.tolist(),
+            "log_likelihood": _image_scores(run, index.tolist(), files, seed),
             "images": _b64(np.packbits(x.numpy().astype(np.uint8).reshape(-1))),  # MSB first
             "mu": _f32(mu.numpy()),
         },
@@ -167,9 +170,9 @@ def project(codes: np.ndarray, pca: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _test_subset(run: Run, *, n: int, seed: int,
-                 data_dir: str | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """min(n, M) test images drawn by `seed`, binarized as `vaelab eval --seed SEED` sees them, their labels, and
-    their places in the test files."""
+                 data_dir: str | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, str]]:
+    """min(n, M) test images drawn by `seed`, binarized as `vaelab eval --seed SEED` sees them, their labels,
+    their places in the test files, and the files' SHA-256."""
     split = load_split("test", data_dir if data_dir is not None else run.config.data_dir,
                        dataset=run.config.dataset, class_names=run.config.class_names)
     mismatches = data_mismatches(run.data.get("sha256", {}), split.files)
@@ -180,7 +183,20 @@ def _test_subset(run: Run, *, n: int, seed: int,
     cpu = torch.device("cpu")
     x = binarize(split.images, run.config.binarization, test_pixels_generator(run, cpu, seed))  # all, as eval
     index = torch.randperm(len(split.labels), generator=make_generator(cpu, seed))[:n]
-    return x[index], split.labels[index].long(), index
+    return x[index], split.labels[index].long(), index, split.files
+
+
+def _image_scores(run: Run, index: list[int], files: dict[str, str], seed: int) -> list[float] | None:
+    """eval.json's estimate for each image shown, when it scored these weights on these files and pixels (a
+    dynamic draw: the one drawn here); else None."""
+    scores = read_eval(run)
+    if scores is None or scores.log_likelihood_per_image is None or scores.data_sha256 != files:
+        return None
+    if run.config.binarization == "dynamic" and scores.test_pixels != test_pixels_words(run, torch.device("cpu"),
+                                                                                         seed):
+        return None  # other draws of the pixels (or a file from before eval.json said which)
+    per_image = scores.log_likelihood_per_image
+    return [per_image[i] for i in index] if max(index, default=-1) < len(per_image) else None
 
 
 def _scores(run: Run) -> dict[str, Any] | None:

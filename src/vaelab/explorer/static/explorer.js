@@ -228,6 +228,7 @@
     const net = buildModel(data.model, data.image_shape);
     const L = net.L, N = data.test.n;
     const labels = data.test.labels, fileIndex = data.test.index;
+    const imageLL = data.run.scores ? data.test.log_likelihood : null;  // estimates of these weights only
     const testBits = bytesOf(data.test.images);
     const testMu = floatsOf(data.test.mu);
     const pcaMean = data.pca.mean, comps = data.pca.components, pcaStd = data.pca.std;
@@ -427,7 +428,9 @@
       tRecon.show(net.decode(testCode(i)));
       tImage.label(`test image #${i}`);
       pointText.textContent = `Test image #${i} of the ${N.toLocaleString("en")} shown (number ` +
-        `${fileIndex[i].toLocaleString("en")} in the test files, from 0): ${word} ${className(labels[i])}.`;
+        `${fileIndex[i].toLocaleString("en")} in the test files, from 0): ${word} ${className(labels[i])}.` +
+        (imageLL ? ` log p(x) ≈ ${imageLL[i].toFixed(2)} nats (IW K=${data.run.scores.iw_k.toLocaleString("en")}, ` +
+          "eval.json)." : "");
     }
     mapCanvas.addEventListener("pointermove", (ev) => {
       const { best } = nearest(ev, 10);
