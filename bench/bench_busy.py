@@ -5,11 +5,11 @@
 Trains the article's configuration (without the per-epoch test ELBO) in a fresh
 process for each case, with PyTorch's threads pinned (VAELAB_THREADS=N, what
 vaelab did before it adapted its threads) or adapted to the load (the default),
-first on an idle machine, then while `python -c "while True: pass"` keeps one
-core busy. The cases take turns, run after run, so that a machine whose speed
-drifts (a shared host) treats them alike. Prints, for each case, the median over
-the runs of the median seconds per epoch after the first, and each case against
-the default on the idle machine. Results go in docs/benchmarks.md.
+on an idle machine and while `python -c "while True: pass"` keeps one core busy.
+Each round runs every case idle, then every case busy, so that a machine whose
+speed drifts (a shared host) treats them alike. Prints, for each case, the median
+over the rounds of the median seconds per epoch after the first, and each case's
+busy time against its own idle time. Results go in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -55,22 +55,22 @@ def main() -> None:
     cases = [("auto", "adapted to the load (default)"), ("2", "2 threads pinned (before)"),
              ("1", "1 thread pinned")]
     runs: dict[tuple[str, bool], list[float]] = {}
-    for busy in (False, True):
-        spinner = subprocess.Popen([sys.executable, "-c", SPIN]) if busy else None
-        try:
-            time.sleep(0.5)
-            for _ in range(args.repeats):
+    for _ in range(args.repeats):  # idle and busy take turns within each round: the machine's drift hits both
+        for busy in (False, True):
+            spinner = subprocess.Popen([sys.executable, "-c", SPIN]) if busy else None
+            try:
+                time.sleep(0.5)
                 for threads, _ in cases:
                     runs.setdefault((threads, busy), []).append(epoch_seconds(threads, args.epochs))
-        finally:
-            if spinner:
-                spinner.kill()
+            finally:
+                if spinner:
+                    spinner.kill()
+                    spinner.wait()
     results = {case: statistics.median(seconds) for case, seconds in runs.items()}
-    base = results["auto", False]
-    print(f"{'threads':<32} {'idle s/epoch':>13} {'busy s/epoch':>13} {'busy / idle default':>20}")
+    print(f"{'threads':<32} {'idle s/epoch':>13} {'busy s/epoch':>13} {'busy / its idle':>16}")
     for threads, label in cases:
         idle, busy = results[threads, False], results[threads, True]
-        print(f"{label:<32} {idle:13.3f} {busy:13.3f} {busy / base:19.2f}x")
+        print(f"{label:<32} {idle:13.3f} {busy:13.3f} {busy / idle:15.2f}x")
 
 
 if __name__ == "__main__":

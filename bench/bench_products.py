@@ -111,7 +111,9 @@ def main() -> None:
     x_grey = grey_levels(load_split("train").images)
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, "
           f"{torch.backends.cpu.get_cpu_capability()}; torch {torch.__version__}; {args.steps} steps; "
-          f"medians of {args.repeats}; ms per step")
+          f"loops: medians of {args.repeats} rounds; products: best of 5 rounds after 20 warm-up steps (a floor); "
+          "ms per step"
+          + ("; vaelab: the two-layer presets, plain: the one-layer loop" if args.layers == "2-layer" else ""))
     print(f"{'cell':>10} {'products':>9} {'GFLOP/s':>8} {'plain':>7} {'vaelab':>7} "
           f"{'plain/vaelab':>13} {'plain/products':>15}")
     for k in args.samples:

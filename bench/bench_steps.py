@@ -13,8 +13,11 @@ times, side by side in one process and on the same data:
 - plain: the same maths (tests/test_bench_steps.py checks the bounds agree)
   written as a plain eager PyTorch loop, the way the PyTorch examples write it:
   `nn.Sequential` networks, `torch.distributions`-free but unfused arithmetic,
-  `torch.optim.Adam` with its defaults (foreach), and PyTorch's default CPU
-  threads.
+  `torch.optim.Adam` with its defaults, and PyTorch's default CPU threads. On a
+  CPU Adam's default is its per-tensor loop (PyTorch has foreach kernels only on
+  GPUs, and fused is never the default), while vaelab runs the fused kernel: part
+  of vaelab's gain on a CPU is that one argument (`fused=True`), which a plain
+  loop could also pass (docs/benchmarks.md puts it at ~0.6 ms of a K = 1 step).
 
 On a CPU vaelab's loop adapts its threads to the load a few times a second, as
 `vaelab train` does (resources.ThreadTuner; VAELAB_THREADS pins them). --busy runs
@@ -55,7 +58,7 @@ from vaelab.resources import ThreadTuner
 from vaelab.steps import Stepper
 from vaelab.training import build_model, build_objective, build_optimizer, sums_size, train_step
 
-FULL_SCHEDULE_STEPS = 3280 * 3000  # 3,280 passes over 60,000 images in batches of 20
+FULL_SCHEDULE_STEPS = 3280 * 2980  # 3,280 passes over the presets' 59,600 training images in batches of 20
 
 
 def _sync(device: torch.device) -> None:
@@ -188,7 +191,8 @@ def print_table(args: argparse.Namespace, device: torch.device, x_grey: torch.Te
     gpu = device.type == "cuda"
     load = "one core kept busy by another process" if args.busy else "no load of its own"
     print(f"machine: {where}; torch {torch.__version__}; {args.steps} steps of batch 20 each; {load}; "
-          f"median of {args.repeats}")
+          f"median of {args.repeats}"
+          + ("; vaelab: the two-layer presets, plain: the one-layer loop" if args.layers == "2-layer" else ""))
     one = args.one_thread and not gpu
     print(f"{'cell':>10} {'plain steps/s':>14} {'vaelab steps/s':>15} {'ratio':>6}"
           + (f" {'plain 1-thread steps/s':>23} {'best plain':>10} {'ratio':>6}" if one else "")
