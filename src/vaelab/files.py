@@ -175,12 +175,24 @@ def _remove_leftovers_of(dir_fd: int, name: str) -> None:
         except OSError:
             continue
         try:
-            if now - os.fstat(fd).st_mtime > LEFTOVER_AGE and _lock(fd, exclusive=True, wait=False):
+            if now - os.fstat(fd).st_mtime > LEFTOVER_AGE and _abandoned(fd):
                 os.unlink(other, dir_fd=dir_fd)
         except OSError:
             pass
         finally:
             os.close(fd)
+
+
+JUST_MADE = 2.0  # seconds: an empty temporary file this young may be a writer's that has not locked it yet
+
+
+def _abandoned(fd: int) -> bool:
+    """Whether the temporary file open at `fd` has no live writer: nobody holds its lock, and it is not an
+    empty file made in the last JUST_MADE seconds (a writer creates its file, then locks it)."""
+    st = os.fstat(fd)
+    if st.st_size == 0 and time.time() - st.st_mtime < JUST_MADE:
+        return False
+    return _lock(fd, exclusive=True, wait=False)
 
 
 def is_leftover(name: str) -> bool:
@@ -209,7 +221,7 @@ def remove_leftovers(folder: str | Path) -> list[Path]:
         except OSError:
             continue
         try:
-            if _lock(fd, exclusive=True, wait=False):
+            if _abandoned(fd):
                 path.unlink(missing_ok=True)
                 removed.append(path)
         finally:
