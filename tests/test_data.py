@@ -183,6 +183,20 @@ def test_load_split_synthetic(tmp_path, gz):
         }
 
 
+def test_a_folders_two_copies_of_a_file_must_agree(tmp_path):
+    written = write_dataset(tmp_path, 50, 20)  # the .gz files
+    labels, label_bytes = written[TEST_LABELS]
+    (tmp_path / TEST_LABELS).write_bytes(label_bytes)  # an uncompressed copy beside it, as torchvision leaves
+    assert load_split("test", tmp_path).labels.tolist() == labels.astype(int).tolist()
+    relabelled = idx_bytes((labels + 1) % 10)  # the user's corrected labels, uncompressed; the .gz is stale
+    (tmp_path / TEST_LABELS).write_bytes(relabelled)
+    with pytest.raises(VaelabError, match=rf"{TEST_LABELS}\.gz and {TEST_LABELS} beside it hold different "
+                                          rf"{TEST_LABELS} data, and vaelab would read the \.gz one; remove the "
+                                          "stale copy"):
+        load_split("test", tmp_path)
+    assert load_split("train", tmp_path).images.shape == (50, 28, 28)  # the train files have one copy each
+
+
 def test_load_split_tensors_are_writable_copies(tmp_path):
     written = write_dataset(tmp_path, 5, 3)
     original = int(written[TEST_IMAGES][0][0, 0, 0])

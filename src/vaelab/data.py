@@ -156,6 +156,16 @@ def find_dataset(dataset: str = "mnist", data_dir: str | Path | None = None, *, 
     raise VaelabError(f"{spec.title} is not in {' nor '.join(map(str, places))}; {spec.get}")
 
 
+def _check_one_copy(path: Path, data: bytes) -> None:
+    """For a folder of IDX files, where no checksum tells a stale copy from a new one: NAME.gz, which is read,
+    and an uncompressed NAME beside it must hold the same bytes."""
+    other = path.with_suffix("") if path.suffix == ".gz" else None
+    if other is None or not other.is_file() or read_bytes(other) == data:
+        return
+    raise VaelabError(f"{path} and {other.name} beside it hold different {path.with_suffix('').name} data, and "
+                      f"vaelab would read the .gz one; remove the stale copy (or move it out of {path.parent})")
+
+
 def _complete(folder: Path, dataset: str) -> bool:
     """Whether `folder` holds all four files of `dataset`."""
     try:
@@ -217,6 +227,8 @@ def load_split(split: str, data_dir: str | Path | None = None, *, dataset: str |
         data = read_bytes(paths[name])
         if spec is not None:
             verify_checksum(name, data, paths[name], spec, bundled=spec.bundled and root == bundled_dir())
+        else:  # no checksum to tell a stale copy: two copies of a file must agree
+            _check_one_copy(paths[name], data)
         arrays[name] = parse_idx(data, name=str(paths[name]))
         files[name] = sha256(data)
     images, labels = arrays[image_name], arrays[label_name]
