@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vaelab.cli import main
-from vaelab.compare import compare_runs
+from vaelab.compare import compare_runs, same_draw
 from vaelab.config import TrainConfig
 from vaelab.errors import VaelabError
 from vaelab.evaluate import evaluate_run
@@ -128,3 +128,10 @@ def test_runs_on_differently_binarized_images_are_refused_and_other_draws_are_sa
     del scored["test_pixels"]  # as written before eval.json kept it: training's record
     (dynamic[1] / "eval.json").write_text(json.dumps(scored))
     assert compare_runs(dynamic[0], dynamic[1]).different_draws == ("seed 0 on cpu", "seed 1 on cpu")
+    # a run from before training recorded its draw: drawn from the scoring seed, on the scoring device
+    assert same_draw("seed 0 on cpu", "seed 0 (the scoring seed)") and same_draw("threshold", "threshold")
+    assert not same_draw("seed 0 on cpu", "seed 1 (the scoring seed)") and not same_draw("seed 0 on cpu",
+                                                                                          "seed 0 on cuda")
+    with pytest.raises(VaelabError, match="test_pixels must be null or a string"):
+        (dynamic[1] / "eval.json").write_text(json.dumps({**scored, "test_pixels": 5}))
+        compare_runs(dynamic[0], dynamic[1])

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import write_idx
 from vaelab import catalog
 from vaelab.catalog import DatasetSpec, FileSum
 from vaelab.data import MNIST_FILES, bundled_dir, find_dataset, load_split, sha256
@@ -745,12 +746,22 @@ def test_download_for_a_folder_dataset_fetches_mnist(tmp_path, serve, monkeypatc
     # a folder holding some IDX files of the user's own: MNIST's would be read in their place, so it is refused
     mine = tmp_path / "mine"
     mine.mkdir()
-    for name in (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES):  # the dot spelling, as some tools write them
+    images = load_split("train", data).images.numpy().copy()
+    images[0, 0, 0] ^= 1  # the user's own images, one pixel from MNIST's
+    write_idx(mine / "train-images.idx3-ubyte", images)  # the dot spelling, as some tools write them
+    for name in (TRAIN_LABELS, TEST_IMAGES):  # and two of MNIST's
         shutil.copyfile(data / f"{name}.gz", mine / f"{name.replace('-idx', '.idx')}.gz")
     before = {p.name: p.read_bytes() for p in mine.iterdir()}
-    with pytest.raises(VaelabError, match=rf"^{re.escape(str(mine))} holds 3 of the four IDX files \(train-images"
-                                          rf"\.idx3-ubyte\.gz, .*\) but not {TEST_LABELS}; --download would fetch "
-                                          "all four of MNIST's beside them and mix two datasets: add the missing "
-                                          "files yourself, or give --download a folder without IDX files"):
+    with pytest.raises(VaelabError, match=rf"^{re.escape(str(mine))} holds 1 IDX file that is not MNIST's "
+                                          r"\(train-images\.idx3-ubyte\.gz\) but not all four; --download would fetch "
+                                          "MNIST's beside them and mix two datasets: add the missing files "
+                                          "yourself, or give --download a folder without IDX files of other data"):
         find_dataset("folder", mine, download=True, echo=QUIET)
     assert len(requests) == 4 and {p.name: p.read_bytes() for p in mine.iterdir()} == before
+
+    # MNIST's own files, left by a download cut off: the same command again fetches the rest
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    shutil.copyfile(data / f"{TRAIN_IMAGES}.gz", cut / f"{TRAIN_IMAGES}.gz")
+    assert find_dataset("folder", cut, download=True, echo=QUIET) == cut
+    assert len(requests) == 7 and load_split("test", cut).files == test.files  # the three missing ones

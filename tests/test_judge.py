@@ -242,17 +242,16 @@ def test_classify_uses_the_cores_others_leave_free_and_gives_the_same_numbers(ti
 
 
 def test_generated_images_are_cut_as_the_real_ones_the_judge_compares_them_with():
-    from vaelab.data import THRESHOLD_BYTE
-    from vaelab.evaluate import ink_threshold
+    from vaelab.evaluate import ink
 
     grey = torch.arange(256, dtype=torch.uint8)[None]  # every byte a real pixel can hold
     real = binarize_threshold(grey)  # the judge's images: ink from byte 73
     # a model of dynamic draws learns the grey levels b / 255: its means cut where the real bytes are
     means = torch.sigmoid(torch.logit(grey.double() / 255)).float()
-    assert torch.equal((means >= ink_threshold("dynamic")).float(), real)
-    assert ink_threshold("dynamic") == THRESHOLD_BYTE / 255 == 73 / 255
-    assert ink_threshold("threshold") == 0.5  # a model of black-and-white pixels: the likelier value
-    assert not torch.equal((means >= 0.5).float(), real)  # as before: bytes 73-127 came out blank
+    assert torch.equal(ink(means, "dynamic").float(), real)
+    # a model of black-and-white pixels: the likelier value, ink above 0.5 (as before: 0.5 itself is blank)
+    assert ink(torch.tensor([0.4999, 0.5, 0.5001]), "threshold").tolist() == [False, False, True]
+    assert not torch.equal(ink(means, "threshold").float(), real)  # bytes 73-127 would come out blank
 
 
 def test_a_dynamic_runs_generated_images_are_cut_at_the_real_images_cut(small_mnist, tiny_judge, tmp_path,
@@ -263,8 +262,9 @@ def test_a_dynamic_runs_generated_images_are_cut_at_the_real_images_cut(small_mn
 
     run = train(TrainConfig(data_dir=str(small_mnist), latent_size=4, hidden_size=16, epochs=1,
                             binarization="dynamic"), tmp_path / "run", echo=lambda s: None)
-    cuts = []
-    real = evaluate.ink_threshold
-    monkeypatch.setattr(evaluate, "ink_threshold", lambda binarization: cuts.append(real(binarization)) or cuts[-1])
+    seen = []
+    real = evaluate.ink
+    monkeypatch.setattr(evaluate, "ink", lambda means, binarization: seen.append((len(means), binarization))
+                        or real(means, binarization))
     judged = evaluate.evaluate_run(run, iw_k=0, judge=tiny_judge[0], judge_per_class=20).judge
-    assert cuts == [73 / 255] and judged["n_generated"] == 200
+    assert seen == [(200, "dynamic")] and judged["n_generated"] == 200

@@ -230,6 +230,18 @@ def test_the_two_layer_k1_pair_is_trained_once_and_its_run_fills_both_rows(small
     assert json.loads((out / "2-layer-vae-k1" / "eval.json").read_text())["epoch"] == 4
     assert not (out / "2-layer-iwae-k1").exists() and "(2-layer/vae-k1's run)" in printed
 
+    # another command training the VAE k = 1 (it holds the cell's claim): this one leaves the pair to it
+    busy = tmp_path / "busy"
+    (busy / CLAIMS).mkdir(parents=True)
+    with exclusive_lock(busy / CLAIMS / "2-layer-vae-k1") as held:
+        assert held
+        assert main(["reproduce", "iwae", "2-layer/iwae-k1", "--stages", "1", *args[:-3], "--out", str(busy),
+                     "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"[1/1] {iwae}: stage 1 (1 of 3,280 passes) -> {busy / '2-layer-vae-k1'} (the run "
+                              f"of {vae}, one model with it)\nskipped: another `vaelab reproduce` is training")
+    assert not (busy / "2-layer-iwae-k1").exists() and not (busy / "2-layer-vae-k1").exists()
+
     # an IWAE k = 1 trained alone first keeps its own run, and stands for the VAE k = 1 when both are asked for
     other = tmp_path / "other"
     assert main(["reproduce", "iwae", "2-layer/iwae-k1", "--stages", "1", *args[:-3], "--out", str(other),

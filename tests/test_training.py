@@ -100,6 +100,18 @@ def test_interrupt_mid_epoch_saves_a_checkpoint_that_resumes_exactly(small_mnist
     _assert_identical(tmp_path / "straight", tmp_path / "cut")
 
 
+def test_stages_that_end_before_a_mid_epoch_checkpoint_are_refused_in_stages(small_mnist, tmp_path, monkeypatch):
+    config = _config(small_mnist, lr_schedule="iwae", stages=2, epochs=None, batch_size=100)  # 10 batches a pass
+    stop_after_steps(monkeypatch, 13)  # in pass 2 of stage 2
+    with pytest.raises(TrainingInterrupted):
+        train(config, tmp_path / "cut", echo=lambda s: None)
+    monkeypatch.setattr(train_module, "stop_after_batch", stop_after_batch)
+    with pytest.raises(VaelabError, match=r"has trained 1 epochs and 3 batches of epoch 2; --stages 1 \(1 epochs\) "
+                                          r"would end it before where it is \(give --stages 2 or more\)"):
+        resume(tmp_path / "cut", stages=1, echo=lambda s: None)  # asked in stages: answered in stages
+    assert resume(tmp_path / "cut", stages=2, echo=lambda s: None).epoch == 4
+
+
 def test_divergence_stops_with_a_message_and_keeps_the_last_good_checkpoint(small_mnist, tmp_path, monkeypatch):
     real_step = train_module.train_step
     calls = {"n": 0}

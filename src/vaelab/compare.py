@@ -12,6 +12,7 @@ eval.json keeps for every test image (`vaelab eval`).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,4 +102,17 @@ def compare_runs(first: str | Path, second: str | Path) -> Comparison:
     return Comparison(first=a, second=b, difference=b.log_likelihood - a.log_likelihood,
                       paired_stderr=paired_stderr(b.log_likelihood_per_image, a.log_likelihood_per_image),
                       unpaired_stderr=math.hypot(a.log_likelihood_stderr, b.log_likelihood_stderr),
-                      different_draws=None if draws[0] == draws[1] else draws)
+                      different_draws=None if same_draw(*draws) else draws)
+
+
+def same_draw(a: str, b: str) -> bool:
+    """Whether two `test_pixels` descriptions are one draw: equal, or the same seed where one of them does
+    not know its device ("seed 0 (the scoring seed)", from an eval.json older than the record, drawn on the
+    scoring device, as "seed 0 on cpu" was)."""
+    if a == b:
+        return True
+    seeds = [re.match(r"^seed (-?\d+)(?: on (\w+)| \(the scoring seed\))$", d) for d in (a, b)]
+    if not all(seeds):
+        return False
+    (seed_a, device_a), (seed_b, device_b) = (m.groups() for m in seeds)
+    return seed_a == seed_b and (device_a is None or device_b is None)

@@ -125,13 +125,16 @@ def find_dataset(dataset: str = "mnist", data_dir: str | Path | None = None, *, 
             raise VaelabError("--dataset folder needs --data-dir: the folder holding the four IDX files")
         root = Path(data_dir).expanduser()
         if download and not _complete(root, FOLDER):  # what --download --data-dir DIR meant before names: MNIST
-            yours = _most_files(root, FOLDER) if root.is_dir() else {}
-            if yours:  # MNIST's four would be read in place of these: two datasets mixed, silently
+            found = _most_files(root, FOLDER) if root.is_dir() else {}
+            yours = {name: path for name, path in found.items()  # MNIST's own, e.g. from a cut-off download: fine
+                     if sha256(read_bytes(path)) != MNIST.files[name].sha256}
+            if yours:  # MNIST's files would be read beside these, or in their place: two datasets mixed, silently
                 raise VaelabError(
-                    f"{root} holds {len(yours)} of the four IDX files ({', '.join(p.name for p in yours.values())}) "
-                    f"but not {', '.join(n for n in MNIST_FILES if n not in yours)}; --download would fetch all "
-                    "four of MNIST's beside them and mix two datasets: add the missing files yourself, or give "
-                    "--download a folder without IDX files (or --dataset mnist, whose files are checked)")
+                    f"{root} holds {len(yours)} IDX file{'s' if len(yours) > 1 else ''} that "
+                    f"{'are' if len(yours) > 1 else 'is'} not MNIST's "
+                    f"({', '.join(p.name for p in yours.values())}) but not all four; --download would fetch "
+                    "MNIST's beside them and mix two datasets: add the missing files yourself, or give --download "
+                    "a folder without IDX files of other data (or --dataset mnist, whose files are checked)")
             echo(f"{root} lacks IDX files: fetching MNIST's (--dataset names another dataset to fetch)")
             download_dataset(catalog.spec("mnist"), root, echo=echo)
         locate_files(root, FOLDER)

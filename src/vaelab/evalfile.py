@@ -113,6 +113,8 @@ def _check_result_types(r: EvalResult) -> None:
         and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in r.active_units_by_layer)
     ):
         raise ValueError("active_units_by_layer must be null or a list of non-negative integers")
+    if r.test_pixels is not None and not isinstance(r.test_pixels, str):
+        raise ValueError("test_pixels must be null or a string such as 'threshold' or 'seed 0 on cpu'")
     per_image = r.log_likelihood_per_image
     if per_image is not None:
         if r.log_likelihood is None or not isinstance(per_image, list) or len(per_image) != r.n_images:

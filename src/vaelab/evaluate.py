@@ -291,7 +291,7 @@ def judge_run(run: Run, judged: LoadedJudge, stats: ClassStats, test: Split, *,
 
     For each class, `per_class` codes z = class mean + noise * sqrt(class variance) (`latent.sample_class`,
     with the class statistics of `JUDGE_STATS` training images, as the figures compute them), decoded to
-    Bernoulli means and thresholded (`ink_threshold`: 0.5, or for a model of dynamic draws the real images'
+    Bernoulli means and thresholded (`ink`: above 0.5, or for a model of dynamic draws from the real images'
     cut, 73 / 255): black-and-white images like the real ones the judge was trained on (threshold
     binarization). Sampled pixels would add salt-and-pepper noise that no real image has.
     Reported: the judge's accuracy on them against the class they were made for, per class and overall;
@@ -305,8 +305,8 @@ def judge_run(run: Run, judged: LoadedJudge, stats: ClassStats, test: Split, *,
     labels = stats.classes.repeat_interleave(per_class)  # (N,)
     stats = replace(stats, means=stats.means.to(dev), variances=stats.variances.to(dev))
     z = torch.cat([sample_class(stats, int(c), per_class, generator) for c in stats.classes])  # (N, L)
-    cut = ink_threshold(run.config.binarization)
-    generated = torch.cat([torch.sigmoid(model.decode(z[i:i + 5000])) for i in range(0, len(z), 5000)]) >= cut
+    generated = ink(torch.cat([torch.sigmoid(model.decode(z[i:i + 5000])) for i in range(0, len(z), 5000)]),
+                    run.config.binarization)
     predicted, gen_features = classify(classifier, generated.float())
     test_predicted, test_features = classify(classifier, binarize_threshold(test.images))
     train = load_split("train", data_dir if data_dir is not None else run.config.data_dir,
@@ -327,13 +327,13 @@ def judge_run(run: Run, judged: LoadedJudge, stats: ClassStats, test: Split, *,
     }
 
 
-def ink_threshold(binarization: str) -> float:
-    """The Bernoulli mean from which a generated pixel is shown to the judge as ink, so that generated images
-    are made black and white as the real ones it compares them with (bytes >= THRESHOLD_BYTE). A model
-    trained on black-and-white images (threshold) gives each pixel's chance of ink: 0.5, its likelier value.
-    A model trained on dynamic draws (Bernoulli samples of the grey levels b / 255) gives the grey level
-    itself, so the real images' cut applies: THRESHOLD_BYTE / 255."""
-    return 0.5 if binarization == "threshold" else THRESHOLD_BYTE / 255
+def ink(means: torch.Tensor, binarization: str) -> torch.Tensor:
+    """Generated images' Bernoulli means made black and white (bool) as the real images the judge compares
+    them with are (bytes >= THRESHOLD_BYTE). A model trained on black-and-white images (threshold) gives
+    each pixel's chance of ink: ink above 0.5, its likelier value. A model trained on dynamic draws
+    (Bernoulli samples of the grey levels b / 255) gives the grey level itself, so the real images' cut
+    applies: ink from THRESHOLD_BYTE / 255."""
+    return means > 0.5 if binarization == "threshold" else means >= THRESHOLD_BYTE / 255
 
 
 def check_iw_k(iw_k: int, noise_size: int | None = None) -> None:

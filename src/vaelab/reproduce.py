@@ -34,7 +34,7 @@ from vaelab.config import IWAE_STAGES, TrainConfig, stage_epochs
 from vaelab.errors import RunBusy, VaelabError
 from vaelab.evalfile import paired_stderr, read_eval
 from vaelab.evaluate import evaluate_run
-from vaelab.files import atomic_write, display, exclusive_lock, planted
+from vaelab.files import atomic_write, display, exclusive_lock, lock_holder, planted
 from vaelab.presets import PAPER_K, changes, list_presets, load_preset, other_data, paper_cell, twin
 from vaelab.rundir import RunDir
 from vaelab.training import resume, train
@@ -100,11 +100,12 @@ def folder_of(preset: str) -> str:
 
 def run_for(preset: str, presets: list[str], out: Path) -> str:
     """The preset whose run in OUT stands for `preset`'s cell: its own, unless it has none and its twin
-    (`presets.twin`, one model under two names) has one, or is among `presets` ahead of it in the table."""
+    (`presets.twin`, one model under two names) has one, is being trained by another process (it holds the
+    twin's claim), or is among `presets` ahead of it in the table."""
     other = twin(preset)
     if other is None or _holds_own_run(out / folder_of(preset), preset):
         return preset
-    if _holds_own_run(out / folder_of(other), other):
+    if _holds_own_run(out / folder_of(other), other) or lock_holder(out / CLAIMS / folder_of(other)) is not None:
         return other
     if other in presets and table_order(other) < table_order(preset):
         return other
@@ -368,8 +369,9 @@ def reproduce(paper: str, out: str | Path, *, cells: list[str] | None = None, st
     if train_cells:
         new = not out.exists()
         try:
+            runs = len(dict.fromkeys(run_for(p, presets, out) for p in presets))  # a pair of twins: one run
             failed = _train_and_score(paper, presets, out, stages, iw_k=iw_k, device=device, data_dir=data_dir,
-                                      jobs=min(jobs, len(presets)), progress=progress, echo=echo)
+                                      jobs=min(jobs, runs), progress=progress, echo=echo)
         except BaseException:
             if new:
                 _remove_if_unused(out)

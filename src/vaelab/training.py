@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vaelab.checkpoint import Checkpoint, Position, Run, load_checkpoint, load_run, save_checkpoint
-from vaelab.config import TrainConfig
+from vaelab.config import TrainConfig, stage_of
 from vaelab.data import (
     absolute_data_dir,
     data_mismatches,
@@ -135,9 +135,10 @@ def resume(
     load_checkpoint(run_dir)  # a missing or damaged run is refused before anything is locked
     with RunDir.existing(run_dir):
         ckpt = load_checkpoint(run_dir)
+        asked = f"--stages {stages}" if stages is not None else None
         epochs = _target_epochs(ckpt.config, epochs, stages)
         return _resume(Path(run_dir), ckpt, epochs=epochs, device=device, data_dir=data_dir,
-                       progress=progress, echo=echo)
+                       progress=progress, echo=echo, asked=asked)
 
 
 def _target_epochs(config: TrainConfig, epochs: int | None, stages: int | None) -> int:
@@ -155,17 +156,22 @@ def _target_epochs(config: TrainConfig, epochs: int | None, stages: int | None) 
 
 
 def _resume(run_dir: Path, ckpt: Checkpoint, *, epochs: int, device: str | None, data_dir: str | None,
-            progress: bool, echo: Echo) -> Run:
+            progress: bool, echo: Echo, asked: str | None = None) -> Run:
+    """Continue the run to `epochs`; `asked` says how the user asked for them (e.g. "--stages 4"), if not
+    by --epochs."""
     done = ckpt.position.epoch
+    by_stages = asked is not None and asked.startswith("--stages")
+    more = f"--stages {stage_of(done + 1) + 1}" if by_stages else f"--epochs {done + 1}"  # the first that ends past
+    asked = f"{asked} ({epochs} epochs)" if by_stages else f"--epochs {epochs}"
     if epochs < done:
         raise VaelabError(
-            f"{run_dir} has already trained {done} epochs; --epochs {epochs} would shorten it "
-            f"(give --epochs {done + 1} or more)"
+            f"{run_dir} has already trained {done} epochs; {asked} would shorten it "
+            f"(give {more} or more)"
         )
     if epochs == done and ckpt.position.batch > 0:  # its checkpoint is partway through the next epoch
         raise VaelabError(
             f"{run_dir} has trained {done} epochs and {ckpt.position.batch:,} batches of epoch {done + 1}; "
-            f"--epochs {epochs} would end it before where it is (give --epochs {done + 1} or more)"
+            f"{asked} would end it before where it is (give {more} or more)"
         )
     changes: dict[str, Any] = {"epochs": epochs}
     if ckpt.config.lr_schedule != "constant":  # the stages follow from the epochs, which must end one
