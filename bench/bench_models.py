@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from vaelab import TrainConfig, train
+from vaelab.device import flush_denormals
 
 
 def main() -> None:
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    flush_denormals()  # as the `vaelab` command and bench_train.py do, before any torch work
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"{torch.backends.cpu.get_cpu_capability()}, device {args.device}")
     print(f"{'model':>6} {'parameters':>11} {'s/epoch':>8} {'test ELBO':>10}  (after {args.epochs} epochs)")
