@@ -177,7 +177,7 @@ def test_hovering_a_point_names_the_image_by_its_place_in_the_test_files(tab, pa
         for fy in np.linspace(0.3, 0.7, 9):
             page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
             said = re.search(r"Test image #(\d+) of the 300 shown \(number ([\d,]+) in the test files, from 0\): "
-                             r"class (\S+)\. log p\(x\) ≈ (-\d+\.\d\d) nats \(IW K=10, eval\.json\)\.",
+                             r"class (\S+)\. log p\(x\) ≈ (\u2212\d+\.\d\d) nats \(IW K=10, eval\.json\)\.",
                              page.inner_text("#map"))
             if said:
                 break
@@ -187,7 +187,7 @@ def test_hovering_a_point_names_the_image_by_its_place_in_the_test_files(tab, pa
     i, number = int(said[1]), int(said[2].replace(",", ""))
     test = payloads["mlp"]["test"]
     assert number == test["index"][i] and said[3] == payloads["mlp"]["classes"]["names"][test["labels"][i]]
-    assert said[4] == f"{test['log_likelihood'][i]:.2f}"
+    assert said[4] == f"{test['log_likelihood'][i]:.2f}".replace("-", "\u2212")  # the page's minus sign
     assert re.search(r"Latent dimensions \(\d+ active of 8 on the 300 test images shown\)", page.inner_text("body"))
     assert tab.errors == []
 

@@ -429,7 +429,7 @@
       tImage.label(`test image #${i}`);
       pointText.textContent = `Test image #${i} of the ${N.toLocaleString("en")} shown (number ` +
         `${fileIndex[i].toLocaleString("en")} in the test files, from 0): ${word} ${className(labels[i])}.` +
-        (imageLL ? ` log p(x) ≈ ${imageLL[i].toFixed(2)} nats (IW K=${data.run.scores.iw_k.toLocaleString("en")}, ` +
+        (imageLL ? ` log p(x) ≈ ${fmt(imageLL[i])} nats (IW K=${data.run.scores.iw_k.toLocaleString("en")}, ` +
           "eval.json)." : "");
     }
     mapCanvas.addEventListener("pointermove", (ev) => {
