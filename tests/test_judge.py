@@ -154,8 +154,21 @@ def test_eval_json_gains_the_judge_and_old_files_still_read(trained_run, tiny_ju
     result = evaluate_run(run, iw_k=0, judge=tiny_judge[0], judge_per_class=50)
     judged = result.judge
     assert judged["n_generated"] == 500 and set(judged["per_class"]) == {str(d) for d in range(10)}
-    assert 0 <= judged["class_accuracy"] <= 1 and judged["fid"] > 0 and judged["fid_floor"] > 0
     assert judged["sha256"] == tiny_judge[1].sha256
+    # the numbers, each against what it claims to be: the judge's accuracy on the same 500 test images it recorded,
+    # the overall accuracy as the mean of the per-class ones (50 images each), and generated images further from
+    # the test set than real training images are
+    assert judged["test_accuracy"] == pytest.approx(tiny_judge[1].info["test_accuracy"])
+    assert judged["class_accuracy"] == pytest.approx(sum(judged["per_class"].values()) / 10)
+    assert all(50 * v == round(50 * v) for v in judged["per_class"].values())  # counts of 50 images each
+    assert judged["fid"] > judged["fid_floor"] > 0  # (this 3-epoch model's blobs all look like one class to it)
+    # the floor, recomputed: test images against as many training images, drawn by the eval's seed (0)
+    test, train = (load_split(s, load_run(run).config.data_dir) for s in ("test", "train"))
+    pick = torch.randperm(1000, generator=torch.Generator().manual_seed(0))[:500]
+    features = [classify(tiny_judge[1].model, binarize_threshold(images))[1] for images in (test.images,
+                                                                                             train.images[pick])]
+    assert judged["fid_floor"] == pytest.approx(frechet_distance(*feature_statistics(features[0]),
+                                                                 *feature_statistics(features[1])), rel=1e-9)
     saved = json.loads((run / "eval.json").read_text(), parse_constant=lambda c: pytest.fail(c))
     assert saved["judge"] == judged and read_eval(load_run(run)).judge == judged
     from vaelab.report import _render  # the report's scores area shows them, with what they mean
@@ -268,3 +281,39 @@ def test_a_dynamic_runs_generated_images_are_cut_at_the_real_images_cut(small_mn
                         or real(means, binarization))
     judged = evaluate.evaluate_run(run, iw_k=0, judge=tiny_judge[0], judge_per_class=20).judge
     assert seen == [(200, "dynamic")] and judged["n_generated"] == 200
+
+
+def test_a_generator_of_real_images_of_each_class_scores_as_those_images_do(trained_run, tiny_judge, monkeypatch):
+    """A stand-in decoder that turns the code for class c into real training images of class c: the judge's
+    class accuracy must be its accuracy on exactly those images, class by class."""
+    from vaelab import evaluate
+    from vaelab.checkpoint import load_run
+    from vaelab.explore import encode_subset
+
+    run, judge = load_run(trained_run), tiny_judge[1]
+    train = load_split("train", run.config.data_dir)
+    real = binarize_threshold(train.images)
+    by_class = {c: real[train.labels == c] for c in range(10)}
+    per_class = 20
+
+    def sample_class(stats, label, n, generator):  # column 0: the class, column 1: which of its images
+        return torch.stack([torch.full((n,), float(label)), torch.arange(n, dtype=torch.float32)], 1)
+
+    def decode(z):  # logits whose means are the real images' pixels, black or white
+        images = torch.stack([by_class[int(c)][int(i)] for c, i in z.tolist()])
+        return torch.where(images > 0, 20.0, -20.0)
+
+    monkeypatch.setattr(evaluate, "sample_class", sample_class)
+    monkeypatch.setattr(run.model, "decode", decode)
+    stats = encode_subset(run, n=300, seed=0).stats
+    test = load_split("test", run.config.data_dir)
+    judged = evaluate.judge_run(run, judge, stats, test, per_class=per_class)
+    shown = torch.cat([by_class[int(c)][:per_class] for c in stats.classes])
+    labels = stats.classes.repeat_interleave(per_class)
+    predicted, features = classify(judge.model, shown)
+    assert judged["class_accuracy"] == pytest.approx(accuracy(predicted, labels))
+    assert judged["per_class"] == pytest.approx(per_class_accuracy(predicted, labels))
+    assert judged["class_accuracy"] > 0.5  # real images of the class the code was made for: mostly right
+    _, test_features = classify(judge.model, binarize_threshold(test.images))
+    assert judged["fid"] == pytest.approx(frechet_distance(*feature_statistics(features),
+                                                           *feature_statistics(test_features)), rel=1e-9)
