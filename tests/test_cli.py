@@ -53,7 +53,20 @@ def test_train_then_eval(small_mnist, tmp_path, capsys):
 
     assert main(["eval", str(run), "--iw-k", "10"]) == 0
     table = capsys.readouterr().out
-    assert "ELBO" in table and "IW K=10" in table and "±" in table
+    from vaelab.evaluate import evaluate_run
+
+    r = evaluate_run(run, iw_k=10, judge=False, save=False)  # the same scoring (seed 0), as numbers
+    elbo = re.search(r"^  ELBO +(-\d+\.\d\d) ± (\d+\.\d\d)   \(reconstruction (-\d+\.\d\d), KL (\d+\.\d\d)\)$",
+                     table, re.M)
+    iw = re.search(r"^  log p\(x\), IW K=10 +(-\d+\.\d\d) ± (\d+\.\d\d)$", table, re.M)
+    units = re.search(r"^  active units +(\d+) of 8   \(Var\[mu\] > 0\.01, Burda et al\. 2015\)$", table, re.M)
+    assert elbo and iw and units, table
+    assert elbo.groups() == tuple(f"{v:.2f}" for v in (r.elbo, r.elbo_stderr, r.loglike, r.kl))
+    assert abs(float(elbo[3]) - float(elbo[4]) - float(elbo[1])) <= 0.011  # ELBO = reconstruction - KL
+    assert iw.groups() == (f"{r.log_likelihood:.2f}", f"{r.log_likelihood_stderr:.2f}")
+    assert int(units[1]) == r.active_units
+    assert table.rstrip().endswith(f"saved to {run / 'eval.json'} (keeping the IW estimate with K=50 made earlier "
+                                   "for these weights)")
 
 
 def test_config_file_and_flags(small_mnist, tmp_path, capsys):

@@ -48,6 +48,27 @@ def test_the_difference_and_its_paired_error_are_those_of_the_per_image_estimate
     assert (itself.difference, itself.paired_stderr, itself.verdict) == (0.0, 0.0, "within noise")
 
 
+@pytest.mark.parametrize("shift, verdict", [(1.0, "ahead"), (-1.0, "behind"), ("alternate", "within noise")])
+def test_each_verdict_is_printed_for_the_run_it_is_about(two_runs, tmp_path, capsys, shift, verdict):
+    a = two_runs[0]
+    b = shutil.copytree(a, tmp_path / "b")  # A's weights, with eval.json's estimates moved by a known amount
+    scores = json.loads((b / "eval.json").read_text())
+    x = np.array(scores["log_likelihood_per_image"])
+    moved = x + (np.where(np.arange(len(x)) % 2, 0.1, -0.1) if shift == "alternate" else shift)
+    (b / "eval.json").write_text(json.dumps({**scores, "log_likelihood_per_image": moved.tolist(),
+                                             "log_likelihood": float(moved.mean())}))
+    c = compare_runs(a, b)
+    expected = 0.0 if shift == "alternate" else shift
+    assert c.difference == pytest.approx(expected, abs=1e-9) and c.verdict == verdict
+    if shift != "alternate":
+        assert c.paired_stderr == pytest.approx(0, abs=1e-9)  # every image moved alike: no spread at all
+    assert main(["compare", str(a), str(b)]) == 0
+    said = capsys.readouterr().out.splitlines()[4]
+    assert said == {"ahead": f"  {b} is ahead of {a} by more than two standard errors",
+                    "behind": f"  {b} is behind {a} by more than two standard errors",
+                    "within noise": "  within noise: the difference is less than two standard errors"}[verdict]
+
+
 def test_compare_prints_both_runs_the_difference_and_what_it_means(two_runs, capsys):
     a, b = two_runs
     c = compare_runs(a, b)

@@ -98,6 +98,25 @@ def test_evaluate_model_is_deterministic_given_the_seed():
     assert a.log_likelihood >= a.elbo - 3 * a.elbo_stderr
     assert a.n_images == 40 and a.iw_k == 20
     assert math.isclose(a.elbo, a.loglike - a.kl, rel_tol=1e-6)
+    # the KL is analytic (Kingma & Welling 2014, appendix B), per dimension its parts; the active units count
+    # the dimensions whose posterior mean varies over the images by more than 0.01 (Burda et al. 2015)
+    with torch.no_grad():
+        mu, var = model.encode(x)
+    mu, var = mu.double(), var.double()
+    by_hand = 0.5 * (mu**2 + var - 1 - var.log())  # (N, L)
+    assert a.kl == pytest.approx(by_hand.sum(1).mean().item(), rel=1e-5)
+    assert a.kl_per_dimension == pytest.approx(by_hand.mean(0).tolist(), rel=1e-5, abs=1e-9)
+    assert sum(a.kl_per_dimension) == pytest.approx(a.kl, rel=1e-5)
+    assert a.active_units == int((mu.var(0) > 0.01).sum()) == 0  # untrained: its means barely vary
+    last = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Linear)][-1]
+    kept = last.weight.detach().clone()
+    with torch.no_grad():
+        last.weight[:2] *= 10  # two of the means now vary 100 times as much over the images: active
+    assert evaluate_model(model, x, iw_k=0, seed=3).active_units == 2
+    with torch.no_grad():
+        last.weight.copy_(kept)
+    generator = torch.Generator().manual_seed(3)
+    assert a.elbo == pytest.approx(elbo_terms(model, x, generator=generator).elbo.double().mean().item(), rel=1e-6)
     assert evaluate_model(model, x, iw_k=0).log_likelihood is None
     assert evaluate_model(model, x, iw_k=0).log_likelihood_per_image is None
     per_image = torch.tensor(a.log_likelihood_per_image, dtype=torch.float64)  # each image's, in order
