@@ -56,10 +56,14 @@ def test_frechet_distance_refuses_mismatched_shapes():
 
 # --- a tiny judge, trained on a small MNIST slice ---------------------------------------
 @pytest.fixture(scope="module")
-def tiny_judge(small_mnist, tmp_path_factory):
-    judge = train_judge("folder", data_dir=str(small_mnist), epochs=4, batch_size=32, lr=3e-3, seed=0,
-                        args=JudgeArgs(channels=(8, 16), features=64), echo=lambda s: None)  # small: seconds
-    path = save_judge(judge, tmp_path_factory.mktemp("judge") / "tiny.safetensors")
+def trained_judge(small_mnist):
+    return train_judge("folder", data_dir=str(small_mnist), epochs=4, batch_size=32, lr=3e-3, seed=0,
+                       args=JudgeArgs(channels=(8, 16), features=64), echo=lambda s: None)  # small: seconds
+
+
+@pytest.fixture(scope="module")
+def tiny_judge(trained_judge, tmp_path_factory):
+    path = save_judge(trained_judge, tmp_path_factory.mktemp("judge") / "tiny.safetensors")
     return path, load_judge(path)
 
 
@@ -95,11 +99,14 @@ def test_per_class_accuracy():
     assert per_class_accuracy(predicted, labels) == {"0": 1.0, "1": 1.0, "2": 0.5}
 
 
-def test_a_judge_file_round_trips(tiny_judge, small_mnist):
-    path, judge = tiny_judge
-    again = load_judge(path)
+def test_a_judge_file_round_trips(trained_judge, tiny_judge, small_mnist):
+    path, again = tiny_judge  # saved, then loaded: the trained judge, tensor for tensor
+    trained, loaded = trained_judge.model.state_dict(), again.model.state_dict()
+    assert list(trained) == list(loaded) and all(torch.equal(trained[k], loaded[k]) for k in trained)
     x = binarize_threshold(load_split("test", small_mnist).images[:50])
-    assert torch.equal(classify(judge.model, x)[1], classify(again.model, x)[1])
+    for a, b in zip(classify(trained_judge.model, x), classify(again.model, x), strict=True):
+        assert torch.equal(a, b)
+    assert again.info["test_accuracy"] == trained_judge.info["test_accuracy"]
     assert again.info["dataset"] == "folder" and set(again.info["data_sha256"]) == {
         "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}
     assert len(again.sha256) == 64

@@ -187,6 +187,10 @@ def test_one_command_trains_scores_and_tabulates_and_again_goes_on_where_it_was(
     assert printed.count(f" | {describe(torch.device('cpu'))} |") == 3
     assert re.search(r"^- 2-layer/vae-k1 .*\(4 passes\): [+-]\d+\.\d\d ± \d+\.\d\d nats \(paired\), ", printed,
                      re.M), printed
+    from vaelab.compare import compare_runs
+
+    c = compare_runs(out / "1-layer-vae-k1", out / "2-layer-vae-k1")  # the same difference, from `vaelab compare`
+    assert f"(4 passes): {c.difference:+.2f} ± {c.paired_stderr:.2f} nats (paired), " in printed
     assert "Unpaired" not in printed
 
     scores = json.loads((out / "1-layer-vae-k1" / "eval.json").read_text())
@@ -195,6 +199,7 @@ def test_one_command_trains_scores_and_tabulates_and_again_goes_on_where_it_was(
     assert main(["reproduce", "iwae", "--table-only", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert re.search(r"^- 2-layer/vae-k1 .*\(4 passes\): .* nats \(unpaired\), ", printed, re.M)
+    assert f"(4 passes): {c.difference:+.2f} ± {c.unpaired_stderr:.2f} nats (unpaired), " in printed
     assert (f"\n\nUnpaired errors overstate the uncertainty: a cell scored before eval.json kept each test image's "
             f"estimate pairs its comparisons once scored again (`vaelab eval {out}/CELL --iw-k 5000`, the same "
             "estimate with its images).\n\nNot trained and scored yet:") in printed
