@@ -79,6 +79,20 @@ def test_mix_figure_decodes_a_symmetric_matrix_with_the_means_on_its_diagonal(ru
     assert torch.equal(z.diagonal(dim1=0, dim2=1).T, codes.stats.means)
 
 
+def test_the_generate_figures_draw_each_class_from_its_own_statistics(run, codes, decoded, tmp_path):
+    explore.figure_generate(run, codes, tmp_path / "g.png", label=6, n=400, seed=0)
+    z, i = decoded["z"], codes.stats.index(6)
+    assert z.shape == (400, 8)
+    se = codes.stats.variances[i].sqrt() / np.sqrt(400)
+    assert ((z.mean(0) - codes.stats.means[i]).abs() < 5 * se).all()  # around the 6s' mean, not another class's
+    explore.figure_generate_all(run, codes, tmp_path / "all.png", n=100, seed=0)
+    rows = decoded["z"]
+    assert rows.shape == (len(codes.stats.classes), 100, 8)
+    for row, c in zip(rows, codes.stats.classes.tolist(), strict=True):  # row by row, the class it is labelled
+        k = codes.stats.index(c)
+        assert ((row.mean(0) - codes.stats.means[k]).abs() < 5 * codes.stats.variances[k].sqrt() / np.sqrt(100)).all()
+
+
 def test_generated_digits_come_from_the_stated_distribution(run, codes):
     g = torch.Generator().manual_seed(0)
     z = latent.sample_class(codes.stats, 6, 50_000, g)

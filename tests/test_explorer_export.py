@@ -214,6 +214,13 @@ def test_pca_map_is_the_projection_on_the_first_two_directions(run, exported):
     assert np.allclose(pca["mean"], mu.mean(0))
     assert np.allclose(pca["std"], ((mu - pca["mean"]) @ pca["components"].T).std(0, ddof=1))
     assert np.allclose(np.square(pca["std"][:2]).sum(), points.astype(np.float64).var(0, ddof=1).sum(), rtol=1e-5)
+    # the principal directions themselves, not any orthonormal basis: the spreads along them are the covariance's
+    # eigenvalues, largest first, and each direction is an eigenvector, signed so its largest entry is positive
+    values, vectors = np.linalg.eigh(np.cov(mu, rowvar=False))
+    assert np.allclose(np.square(pca["std"]), values[::-1][:8], rtol=1e-6)
+    for component, vector in zip(pca["components"], vectors.T[::-1][:8], strict=True):
+        assert np.allclose(np.abs(component @ vector), 1, atol=1e-6)
+        assert component[np.abs(component).argmax()] > 0
 
 
 def test_other_maps_only_when_asked(run, one_openmp_thread):
