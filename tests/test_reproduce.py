@@ -208,6 +208,10 @@ def test_one_command_trains_scores_and_tabulates_and_again_goes_on_where_it_was(
 def test_the_two_layer_k1_pair_is_trained_once_and_its_run_fills_both_rows(small_mnist, tmp_path, capsys):
     out, vae, iwae = tmp_path / "table", "iwae/2-layer/vae-k1", "iwae/2-layer/iwae-k1"
     args = ["--iw-k", "5", "--data-dir", str(small_mnist), "--out", str(out), "--quiet"]
+    out.mkdir()
+    assert main(["reproduce", "iwae", "2-layer/vae-k1", "2-layer/iwae-k1", "--table-only", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(
+        f"- {vae}: not started\n- {iwae}: not started (the run of {vae} will stand for it: one model)")
     train_cell(vae, out, 1, data_dir=str(small_mnist), echo=lambda s: None)  # trained, not scored yet
     assert main(["reproduce", "iwae", "2-layer/iwae-k1", "--table-only", "--out", str(out)]) == 0
     assert capsys.readouterr().out.rstrip().endswith(

@@ -193,7 +193,11 @@ def cell_progress(path: Path, preset: str) -> str:
     if runner != preset:
         return f"the run of {runner} (one model with it): {cell_progress(path.parent / folder_of(runner), runner)}"
     if not (path / CHECKPOINT).is_file():
-        return "started, no checkpoint yet" if path.is_dir() else "not started"
+        if path.is_dir():
+            return "started, no checkpoint yet"
+        other = twin(preset)
+        return "not started" + (f" (the run of {other} will stand for it: one model)"
+                                if other is not None and table_order(other) < table_order(preset) else "")
     run = load_run(path)
     if run.config.preset != preset or changes(run.config):
         return _holds(path, run.config)
