@@ -165,22 +165,28 @@ def _remove_leftovers_of(dir_fd: int, name: str) -> None:
         names = os.listdir(dir_fd)
     except OSError:
         return
-    now = time.time()
     for other in names:
         found = _TEMP.match(other)
-        if found is None or found["name"] != name:
-            continue
-        try:
-            fd = os.open(other, os.O_RDONLY | _NOFOLLOW, dir_fd=dir_fd)
-        except OSError:
-            continue
-        try:
-            if now - os.fstat(fd).st_mtime > LEFTOVER_AGE and _abandoned(fd):
-                os.unlink(other, dir_fd=dir_fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        if found is not None and found["name"] == name:
+            _unlink_if_abandoned(other, dir_fd=dir_fd, older_than=LEFTOVER_AGE)
+
+
+def _unlink_if_abandoned(path: str | Path, *, dir_fd: int | None = None, older_than: float = 0.0) -> bool:
+    """Delete the temporary file `path` (relative to `dir_fd`, if given) if no writer lives for it
+    (`_abandoned`) and it is older than `older_than` seconds; whether it was deleted."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW, dir_fd=dir_fd)
+    except OSError:
+        return False
+    try:
+        if time.time() - os.fstat(fd).st_mtime > older_than and _abandoned(fd):
+            os.unlink(path, dir_fd=dir_fd)
+            return True
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return False
 
 
 JUST_MADE = 2.0  # seconds: an empty temporary file this young may be a writer's that has not locked it yet
@@ -213,19 +219,8 @@ def remove_leftovers(folder: str | Path) -> list[Path]:
     except OSError:
         return removed
     for name in names:
-        if not is_leftover(name):
-            continue
-        path = folder / name
-        try:
-            fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            if _abandoned(fd):
-                path.unlink(missing_ok=True)
-                removed.append(path)
-        finally:
-            os.close(fd)
+        if is_leftover(name) and _unlink_if_abandoned(folder / name):
+            removed.append(folder / name)
     return removed
 
 

@@ -286,7 +286,7 @@ def comparisons(cells: list[Cell]) -> list[str]:
     errors, else "differ"; two rows that show one run (`run_of`) are said to be one. Only cells trained for
     as many passes are compared; cells scored on different test files are named, not compared, and a
     difference K between two cells' estimates is said beside theirs."""
-    by_name = {c.preset.split("/", 1)[1]: c for c in cells}
+    by_name = {_short(c.preset): c for c in cells}
     layers = ("1-layer", "2-layer")
     pairs = [(f"{n}/iwae-k{k}", f"{n}/vae-k1") for n in layers for k in (5, 50)]
     pairs += [(f"{n}/iwae-k{k}", f"{n}/vae-k{k}") for n in layers for k in (5, 50)]
