@@ -1,7 +1,8 @@
 """Steps per second of the IWAE presets' one-layer model: vaelab's training step against a plain eager loop.
 
     .venv/bin/python bench/bench_steps.py [--steps 2000] [--samples 1 5 50] [--device cpu|cuda]
-                                          [--busy] [--repeats 1] [--one-thread]
+                                          [--busy] [--repeats 1] [--one-thread] [--plain-threads N]
+                                          [--compile]
 
 The paper's schedule is 3,280 passes of 2,980 steps of batch 20 (9.8 million
 steps), so per-step overhead, not arithmetic, sets its time. For each K this
@@ -27,12 +28,14 @@ cell N times, the two loops taking turns, and prints the medians. --one-thread
 also times the plain loop after `torch.set_num_threads(1)`, the one-line fix a
 user could make by hand for a busy machine (it gives up the second core on an
 idle one), and prints vaelab's ratio to the faster of the two plain loops.
+--plain-threads N runs the plain loop on N threads only (the quick way to a fair
+plain loop on a busy machine).
 
 On a GPU (--device cuda) vaelab's step is timed twice: eagerly (VAELAB_CUDA_GRAPHS=0)
 and as the CUDA graph replays `vaelab train` runs there (vaelab/steps.py), with
-what one cell's full schedule would take at that rate. --compile adds an
-experiment: the objective through torch.compile (replayed as a graph on a GPU),
-timed after 20 untimed steps that compile it.
+what one cell's full schedule would take at that rate. --compile adds two
+experiments: the objective through torch.compile, then Adam's step as well
+(replayed as graphs on a GPU), each timed after 20 untimed steps that compile it.
 
 Prints steps per second and the ratios to the plain loop. Results go in docs/benchmarks.md.
 """
@@ -53,6 +56,7 @@ from torch import nn
 
 from vaelab.config import TrainConfig
 from vaelab.data import grey_levels, load_split
+from vaelab.objectives import Terms
 from vaelab.presets import load_preset
 from vaelab.resources import ThreadTuner
 from vaelab.steps import Stepper
@@ -129,19 +133,33 @@ def _plain_steps(x_grey: torch.Tensor, k: int, iwae: bool, steps: int, generator
 
 
 def vaelab_loop(x_grey: torch.Tensor, config: TrainConfig, steps: int, generator: torch.Generator,
-                graphs: bool = False, compiled: bool = False, warmup: int = 0) -> float:
+                graphs: bool = False, compiled: bool = False, compiled_adam: bool = False, warmup: int = 0) -> float:
     """Seconds for `steps` of vaelab's training step, with the loop's batching and running sums, after
-    `warmup` untimed steps. `compiled`: the objective through torch.compile (an experiment, not what
-    `vaelab train` runs: fused kernels round differently, so its runs would not be bit for bit eager's)."""
+    `warmup` untimed steps. `compiled`: the objective through torch.compile; `compiled_adam`: Adam's step
+    too (PyTorch's foreach Adam through torch.compile in place of the fused kernel). Experiments, not what
+    `vaelab train` runs: fused kernels round differently, so their runs would not be bit for bit eager's."""
     device = x_grey.device
     model = build_model(config, (28, 28), x_grey.mean(0).double().cpu()).to(device)
     optimizer = build_optimizer(config, model, device)
     objective = torch.compile(build_objective(config)) if compiled else build_objective(config)
+    step = train_step
+    if compiled_adam:
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr_at(1), betas=(config.adam_beta1,
+                                     config.adam_beta2), eps=config.adam_eps, foreach=True,
+                                     capturable=device.type == "cuda")
+        update = torch.compile(optimizer.step)
+
+        def step(model, optimizer, x, generator, objective):
+            terms = objective(model, x, generator)
+            optimizer.zero_grad(set_to_none=True)
+            (-terms.value.mean()).backward()
+            update()
+            return Terms(*(t.detach() for t in terms))
 
     def batch(index, gen):
         return torch.bernoulli(x_grey.index_select(0, index), generator=gen)
 
-    stepper = Stepper(train_step, batch, model, optimizer, objective, generator, sums_size(config), graphs=graphs)
+    stepper = Stepper(step, batch, model, optimizer, objective, generator, sums_size(config), graphs=graphs)
     sums = torch.zeros(sums_size(config), dtype=torch.float64, device=device)
     n = len(x_grey)
     perm = torch.randperm(n, generator=generator, device=device)
@@ -171,6 +189,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="times each cell, the loops taking turns (medians)")
     parser.add_argument("--one-thread", action="store_true",
                         help="also time the plain loop on one CPU thread; compare vaelab with the faster plain loop")
+    parser.add_argument("--plain-threads", type=int, metavar="N", help="the plain loop on N CPU threads only")
     parser.add_argument("--compile", action="store_true",
                         help="also time the objective through torch.compile (graphed on a GPU): an experiment")
     args = parser.parse_args()
@@ -192,19 +211,22 @@ def print_table(args: argparse.Namespace, device: torch.device, x_grey: torch.Te
     load = "one core kept busy by another process" if args.busy else "no load of its own"
     print(f"machine: {where}; torch {torch.__version__}; {args.steps} steps of batch 20 each; {load}; "
           f"median of {args.repeats}"
+          + (f"; plain: {args.plain_threads} thread(s)" if args.plain_threads else "")
           + ("; vaelab: the two-layer presets, plain: the one-layer loop" if args.layers == "2-layer" else ""))
     one = args.one_thread and not gpu
     print(f"{'cell':>10} {'plain steps/s':>14} {'vaelab steps/s':>15} {'ratio':>6}"
           + (f" {'plain 1-thread steps/s':>23} {'best plain':>10} {'ratio':>6}" if one else "")
           + (f" {'graphed steps/s':>16} {'ratio':>6} {'full schedule':>14}" if gpu else "")
-          + (f" {'compiled steps/s':>17} {'ratio':>6}" if args.compile else ""))
+          + (f" {'compiled steps/s':>17} {'ratio':>6} {'+ Adam steps/s':>15} {'ratio':>6} {'full schedule':>14}"
+             if args.compile else ""))
     for k in args.samples:
         for name in (f"vae-k{k}", f"iwae-k{k}") if k > 1 else ("vae-k1",):
             config = preset_config(name, args.layers)
             g = torch.Generator(device=device)
             plains, ourses, singles = [], [], []
             for _ in range(args.repeats):
-                plains.append(plain_loop(x_grey, k, name.startswith("iwae"), args.steps, g.manual_seed(0)))
+                plains.append(plain_loop(x_grey, k, name.startswith("iwae"), args.steps, g.manual_seed(0),
+                                         threads=args.plain_threads))
                 ourses.append(vaelab_loop(x_grey, config, args.steps, g.manual_seed(0)))
                 if one:
                     singles.append(plain_loop(x_grey, k, name.startswith("iwae"), args.steps, g.manual_seed(0),
@@ -223,7 +245,11 @@ def print_table(args: argparse.Namespace, device: torch.device, x_grey: torch.Te
             if args.compile:
                 fused = vaelab_loop(x_grey, config, args.steps, g.manual_seed(0), graphs=gpu, compiled=True,
                                     warmup=20)
-                line += f" {args.steps / fused:>17,.0f} {plain / fused:>6.2f}"
+                adam = vaelab_loop(x_grey, config, args.steps, g.manual_seed(0), graphs=gpu, compiled=True,
+                                   compiled_adam=True, warmup=20)
+                minutes = FULL_SCHEDULE_STEPS * adam / args.steps / 60
+                line += (f" {args.steps / fused:>17,.0f} {plain / fused:>6.2f} {args.steps / adam:>15,.0f}"
+                         f" {plain / adam:>6.2f} {minutes:>10,.0f} min")
             print(line, flush=True)
 
 

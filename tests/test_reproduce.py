@@ -486,3 +486,25 @@ def test_the_table_says_how_far_each_cell_not_yet_in_it_has_got(small_mnist, tmp
         "of the last pass\n"
         "- iwae/2-layer/vae-k1: started, no checkpoint yet\n"
         "- iwae/2-layer/iwae-k5: not started\n")
+
+
+def test_compile_reaches_new_runs_and_helpers_and_a_run_started_eagerly_goes_on_so(small_mnist, tmp_path, capsys,
+                                                                                   monkeypatch):
+    out, configs, helper_argvs = tmp_path / "table", [], []
+    real_train = reproduce.train
+
+    def recording_train(config, path, **kwargs):  # the compiled step itself: tests/test_steps.py
+        configs.append(config)
+        return real_train(replace(config, compile=False), path, **kwargs)
+
+    monkeypatch.setattr(reproduce, "train", recording_train)
+    monkeypatch.setattr(reproduce.workers, "start", lambda argvs, logs: helper_argvs.extend(argvs) or [])
+    assert main(["reproduce", "iwae", "1-layer/vae-k1", "1-layer/iwae-k5", "--stages", "1", "--iw-k", "5",
+                 "--jobs", "2", "--compile", "--data-dir", str(small_mnist), "--out", str(out), "--quiet"]) == 0
+    assert [c.compile for c in configs] == [True, True]
+    assert len(helper_argvs) == 1 and helper_argvs[0][-1] == "--compile"
+    lines = []
+    train_cell("iwae/1-layer/vae-k1", out, 2, data_dir=str(small_mnist), compile=True, echo=lines.append)
+    assert f"{out / '1-layer-vae-k1'} was started without --compile and goes on so" in lines[0]
+    held = load_checkpoint(out / "1-layer-vae-k1")
+    assert held.position.epoch == 4 and not held.config.compile and len(configs) == 2  # stages 1-2: 1 + 3 passes

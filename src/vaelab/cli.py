@@ -297,6 +297,9 @@ def _add_reproduce_command(sub) -> None:
                    "each run's epochs recorded)")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="train N cells at once, in N processes (default: 1); each takes the next cell not taken")
+    p.add_argument("--compile", action="store_true",
+                   help="new runs' objectives through torch.compile: faster steps, rounded otherwise (see "
+                        "`vaelab train --help`); a run already in OUT goes on as it started")
     p.add_argument("--table-only", action="store_true", help="train nothing: the table of what OUT holds")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_reproduce)
@@ -311,7 +314,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     try:
         text = reproduce(args.paper, out, cells=args.cells, stages=args.stages, iw_k=args.iw_k, device=args.device,
                          data_dir=args.data_dir, machine=args.machine, train_cells=not args.table_only,
-                         jobs=args.jobs, progress=not args.quiet and sys.stderr.isatty())
+                         jobs=args.jobs, compile=args.compile, progress=not args.quiet and sys.stderr.isatty())
     except TrainingInterrupted as exc:
         raise TrainingInterrupted(f"{exc}; or run this `vaelab reproduce` again: it goes on with every cell",
                                   exit_code=exc.exit_code) from None

@@ -125,6 +125,11 @@ class TrainConfig:
     )
     seed: int = _option(0, "seed for initialisation, shuffling and noise; same seed, same run")
     device: str = _option("auto", "where to train: auto picks cuda, then mps, then cpu", DEVICES)
+    compile: bool = _option(
+        False, "run the objective through torch.compile: on a GPU the IWAE presets' steps ran 1.5-1.7x as "
+        "fast (docs/benchmarks.md; on a CPU no faster); rounded otherwise, so not bit for bit the eager run (a "
+        "compiled run repeats and resumes bit for bit itself); the first step compiles (half a minute or so)"
+    )
     dataset: str | None = _option(
         None,
         "mnist (bundled), fashion-mnist (Debian's dataset-fashion-mnist, or --download), kmnist (--download), "

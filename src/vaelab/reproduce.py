@@ -121,14 +121,18 @@ def _holds_own_run(path: Path, preset: str) -> bool:
 
 
 def train_cell(preset: str, out: Path, stages: int, *, device: str | None = None, data_dir: str | None = None,
-               progress: bool = False, echo: Callable[[str], Any] = print) -> Path:
-    """Train `preset` on its first `stages` stages into OUT/<cell>, resuming the run there if there is one."""
+               compile: bool = False, progress: bool = False, echo: Callable[[str], Any] = print) -> Path:
+    """Train `preset` on its first `stages` stages into OUT/<cell>, resuming the run there if there is one
+    (`compile`: a new run's objective through torch.compile; a run resumed keeps its own way)."""
     path = out / folder_of(preset)
     if (path / CHECKPOINT).exists():
         held = load_checkpoint(path).config
         if held.preset != preset or changes(held):
             raise VaelabError(f"{_holds(path, held)}, not {preset}; move it away (`mv {display(path)} "
                               f"{display(path)}.old`) and run this again")
+        if compile and not held.compile:
+            echo(f"{display(path)} was started without --compile and goes on so: its steps stay bit for bit "
+                 "those of an eager run")
         resume(path, stages=stages, device=device, data_dir=data_dir, progress=progress, echo=echo)
     else:
         values = {**load_preset(preset), "stages": stages, "epochs": None}
@@ -137,6 +141,7 @@ def train_cell(preset: str, out: Path, stages: int, *, device: str | None = None
             values["data_dir"] = data_dir
         if device is not None:
             values["device"] = device
+        values["compile"] = compile
         train(TrainConfig.from_dict(values, source=f"preset {preset}"), path, progress=progress, echo=echo)
     return path
 
@@ -351,11 +356,12 @@ def table(out: Path, presets: list[str], machine: str | None = None) -> str:
 
 def reproduce(paper: str, out: str | Path, *, cells: list[str] | None = None, stages: int = IWAE_STAGES,
               iw_k: int = PAPER_K, device: str = "auto", data_dir: str | None = None, machine: str | None = None,
-              train_cells: bool = True, jobs: int = 1, progress: bool = False,
+              train_cells: bool = True, jobs: int = 1, compile: bool = False, progress: bool = False,
               echo: Callable[[str], Any] = print) -> str:
     """Train and score each cell of `paper` (or `cells`) into OUT, then write OUT/table.md and return it.
     `jobs` > 1 starts that many processes in all, each taking the cells nobody has claimed. `train_cells`
-    False trains and writes nothing: the table of what OUT holds."""
+    False trains and writes nothing: the table of what OUT holds. `compile`: new runs' objectives through
+    torch.compile (TrainConfig.compile)."""
     presets = cells_of(paper, cells)
     if not 1 <= stages <= IWAE_STAGES:
         raise VaelabError(f"--stages must be between 1 and {IWAE_STAGES}, got {stages}")
@@ -375,7 +381,7 @@ def reproduce(paper: str, out: str | Path, *, cells: list[str] | None = None, st
         try:
             runs = len(dict.fromkeys(run_for(p, presets, out) for p in presets))  # a pair of twins: one run
             failed = _train_and_score(paper, presets, out, stages, iw_k=iw_k, device=device, data_dir=data_dir,
-                                      jobs=min(jobs, runs), progress=progress, echo=echo)
+                                      jobs=min(jobs, runs), compile=compile, progress=progress, echo=echo)
         except BaseException:
             if new:
                 _remove_if_unused(out)
@@ -390,12 +396,14 @@ def reproduce(paper: str, out: str | Path, *, cells: list[str] | None = None, st
 
 
 def _train_and_score(paper: str, presets: list[str], out: Path, stages: int, *, iw_k: int, device: str,
-                     data_dir: str | None, jobs: int, progress: bool, echo: Callable[[str], Any]) -> list[str]:
+                     data_dir: str | None, jobs: int, compile: bool, progress: bool,
+                     echo: Callable[[str], Any]) -> list[str]:
     """Each cell not claimed by another process, trained and scored; with helpers if `jobs` > 1. Returns a
     line for each helper that failed."""
     _claims_folder(out)
     argv = ["reproduce", paper, *presets, "--out", str(out), "--stages", str(stages), "--iw-k", str(iw_k),
-            "--device", device, "--quiet", *(["--data-dir", data_dir] if data_dir else [])]
+            "--device", device, "--quiet", *(["--data-dir", data_dir] if data_dir else []),
+            *(["--compile"] if compile else [])]
     helpers = workers.start([argv] * (jobs - 1), [out / f"helper-{n}.log" for n in range(2, jobs + 1)])
     for helper in helpers:
         echo(f"helper {helper.number}: pid {helper.process.pid}, its output in {display(helper.log)}")
@@ -407,8 +415,8 @@ def _train_and_score(paper: str, presets: list[str], out: Path, stages: int, *, 
                 continue
             echo(f"[{i}/{len(presets)}] {preset}: {schedule_words(stages)} -> {display(out / folder_of(runner))}"
                  + (f" (the run of {runner}, one model with it)" if runner != preset else ""))
-            _claim_cell(runner, out, stages, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress,
-                        echo=echo)
+            _claim_cell(runner, out, stages, iw_k=iw_k, device=device, data_dir=data_dir, compile=compile,
+                        progress=progress, echo=echo)
         if any(helper.process.poll() is None for helper in helpers):
             echo(f"waiting for the helpers to finish their cells ({', '.join(display(h.log) for h in helpers)})")
         return workers.wait(helpers)
@@ -451,7 +459,7 @@ def _remove_if_unused(out: Path) -> None:
 
 
 def _claim_cell(preset: str, out: Path, stages: int, *, iw_k: int, device: str, data_dir: str | None,
-                progress: bool, echo: Callable[[str], Any]) -> None:
+                compile: bool, progress: bool, echo: Callable[[str], Any]) -> None:
     """Train and score one cell, unless another process has claimed it (OUT/.claims/<cell>, held while it
     trains and scores; released when it ends or dies) or is writing its run folder."""
     with exclusive_lock(out / CLAIMS / folder_of(preset)) as ours:
@@ -460,7 +468,7 @@ def _claim_cell(preset: str, out: Path, stages: int, *, iw_k: int, device: str, 
             return
         try:
             path = train_cell(preset, out, stages, device=None if device == "auto" else device,
-                              data_dir=data_dir, progress=progress, echo=echo)
+                              data_dir=data_dir, compile=compile, progress=progress, echo=echo)
             with RunDir.existing(path):  # scored by one process: a `vaelab eval` or `train` meanwhile waits
                 score_cell(path, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress, echo=echo)
         except RunBusy as exc:  # a `vaelab train --resume` of the user's has it

@@ -12,11 +12,10 @@ registered with the graph, which advances its Philox offset by what the
 captured draws use, as the eager draws would. So a run may mix the two (the
 step before each capture, a last short batch, a resumed run's first step are
 eager) and stays bit for bit reproducible; tests/test_steps.py checks this on a
-GPU, for the perceptron models (mlp, mlp2) with Adam, the ones graphs serve.
-The conv model trains eagerly: its cuDNN kernels gave other bits under capture
-in the one check run (docs/benchmarks.md), before vaelab asked cuDNN for
-deterministic kernels (device.resolve_device); bench/graph_check.py checks it
-again on a GPU. Its larger kernels gain less from graphs anyway.
+GPU, for the models with Adam. The conv model joined them once its replays gave
+its eager steps' bits (bench/graph_check.py on an H200, docs/benchmarks.md) with
+the deterministic cuDNN kernels vaelab asks for (device.resolve_device).
+With TrainConfig.compile the step replayed is the compiled objective's (`compiled`).
 RMSprop, whose foreach step is not capturable as vaelab builds it, trains
 eagerly too. Set VAELAB_CUDA_GRAPHS=0 to run every step eagerly.
 """
@@ -24,14 +23,17 @@ eagerly too. Set VAELAB_CUDA_GRAPHS=0 to run every step eagerly.
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from collections.abc import Callable
 
 import torch
 
+from vaelab.errors import VaelabError
 from vaelab.objectives import Objective, Terms
 
 GRAPHS_ENV = "VAELAB_CUDA_GRAPHS"  # "0" (or false, off, no) runs every CUDA step eagerly
-GRAPHED_MODELS = ("mlp", "mlp2")  # checked bit for bit against eager steps on a GPU
+GRAPHED_MODELS = ("mlp", "mlp2", "conv")  # checked bit for bit against eager steps on a GPU
 
 Step = Callable[[torch.nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Generator, Objective], Terms]
 Batch = Callable[[torch.Tensor, torch.Generator], torch.Tensor]  # (index, generator) -> images
@@ -39,9 +41,32 @@ Batch = Callable[[torch.Tensor, torch.Generator], torch.Tensor]  # (index, gener
 
 def graphs_wanted(device: torch.device, model: str, optimizer: str) -> bool:
     """Whether training `model` with `optimizer` on `device` replays CUDA graphs: on CUDA, for the
-    perceptron models with Adam, unless VAELAB_CUDA_GRAPHS=0."""
+    models checked (GRAPHED_MODELS) with Adam, unless VAELAB_CUDA_GRAPHS=0."""
     return (device.type == "cuda" and model in GRAPHED_MODELS and optimizer == "adam"
             and os.environ.get(GRAPHS_ENV, "1").strip().lower() not in ("0", "false", "off", "no"))
+
+
+def compiled(objective: Objective, device: torch.device) -> Objective:
+    """`objective` through torch.compile, for a run with TrainConfig.compile: its elementwise work fused
+    into a few kernels (C++ on a CPU, Triton on a GPU, where graphs then replay the compiled step), so a
+    step runs faster once the first has compiled it (half a minute or so). Fused kernels round otherwise, so
+    a compiled run is not bit for bit the eager one; it repeats and resumes bit for bit itself."""
+    check_compile(device)
+    return torch.compile(objective)
+
+
+def check_compile(device: torch.device) -> None:
+    """Refuse --compile, naming the fix, on a device or machine that cannot compile."""
+    if device.type not in ("cpu", "cuda"):
+        raise VaelabError(f"--compile runs on cpu or cuda, not {device.type}; train without --compile")
+    if device.type == "cpu":
+        compiler = os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")
+        if shutil.which(compiler) is None:
+            raise VaelabError(
+                f"--compile on a CPU needs a C++ compiler, and {compiler} was not found (torch.compile builds "
+                "the step's kernels with it); install one (Debian: apt-get install g++), name it in $CXX, or "
+                "train without --compile"
+            )
 
 
 def batch_sums(terms: Terms, size: int) -> torch.Tensor:

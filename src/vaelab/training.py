@@ -40,7 +40,7 @@ from vaelab.prepare import VALIDATION_STREAM, TrainData, load_data
 from vaelab.resources import ThreadTuner, check_fits, pinned_threads
 from vaelab.rundir import RunDir
 from vaelab.signals import stop_after_batch, stopped_by
-from vaelab.steps import Stepper, graphs_wanted
+from vaelab.steps import Stepper, check_compile, compiled, graphs_wanted
 from vaelab.trainlog import describe_objective, format_row, log_header
 
 Echo = Callable[[str], Any]
@@ -114,7 +114,9 @@ def train(config: TrainConfig, out: str | Path | None = None, *, progress: bool 
     """
     config = dataclasses.replace(config, data_dir=absolute_data_dir(config.data_dir),
                                  class_names=absolute_data_dir(config.class_names))  # found from any folder later
-    resolve_device(config.device)  # no GPU, or a bad VAELAB_THREADS: refused before any folder is made
+    device = resolve_device(config.device)  # no GPU, or a bad VAELAB_THREADS: refused before any folder is made
+    if config.compile:
+        check_compile(device)
     pinned_threads()
     with RunDir.new(out) as run_dir:
         return _fit(run_dir.path, config, None, progress=progress, echo=echo)
@@ -283,9 +285,13 @@ def _fit(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, *, progres
          f"binarization -> {run_dir}")
     if config.schedule_note:
         echo(config.schedule_note)
-    echo(log_header(config))
     device = s.data.train.device
-    s.stepper = Stepper(train_step, s.data.batch, s.model, s.optimizer, build_objective(config), s.generator,
+    objective = build_objective(config)
+    if config.compile:
+        objective = compiled(objective, device)
+        echo("compiling the objective with torch.compile: the first step takes a while")
+    echo(log_header(config))
+    s.stepper = Stepper(train_step, s.data.batch, s.model, s.optimizer, objective, s.generator,
                         sums_size(config), graphs=graphs_wanted(device, config.model, config.optimizer),
                         batch_size=config.batch_size)
     s.threads = ThreadTuner(device)

@@ -86,10 +86,10 @@ def twin(name: str) -> str | None:
                  if other != name and _read(other).get("paper", {}).get("same_run_as") == name), None)
 
 
-# Fields a run may set its own way and still be its preset's cell: how long and where it trains, its seed,
+# Fields a run may set its own way and still be its preset's cell: how long, where and how it trains, its seed,
 # where its files are and what the log shows. The data (`dataset`) are judged apart: `other_data`.
-SAME_CELL = frozenset({"preset", "epochs", "stages", "seed", "device", "data_dir", "download", "class_names",
-                       "test_every_epoch", "dataset"})
+SAME_CELL = frozenset({"preset", "epochs", "stages", "seed", "device", "compile", "data_dir", "download",
+                       "class_names", "test_every_epoch", "dataset"})
 
 
 def changes(config: TrainConfig) -> list[str]:
