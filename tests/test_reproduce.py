@@ -427,15 +427,32 @@ def test_a_run_given_as_out_is_refused_before_anything_is_written_into_it(traine
         assert sorted(os.listdir(run)) == before
 
 
-def test_a_cells_folder_holding_another_run_is_refused_and_left_as_it_was(trained_run, tmp_path, capsys):
+def test_a_cells_folder_holding_another_run_is_refused_and_left_as_it_was_and_the_next_cell_goes_on(
+        trained_run, small_mnist, tmp_path, capsys):
     out = tmp_path / "table"
     held = shutil.copytree(trained_run, out / "1-layer-vae-k1")  # the article's run, no preset
     before = {f: (held / f).read_bytes() for f in os.listdir(held) if (held / f).is_file()}
-    assert main(["reproduce", "iwae", "1-layer/vae-k1", "--stages", "1", "--out", str(out), "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert (f"{held} holds a run of no preset, not iwae/1-layer/vae-k1; move it away (`mv {held} {held}.old`) "
-            "and run this again") in err
+    assert main(["reproduce", "iwae", "1-layer/vae-k1", "1-layer/iwae-k5", "--stages", "1", "--iw-k", "5",
+                 "--data-dir", str(small_mnist), "--out", str(out), "--quiet"]) == 2
+    printed, err = capsys.readouterr()
+    refusal = (f"{held} holds a run of no preset, not iwae/1-layer/vae-k1; move it away (`mv {held} {held}.old`) "
+               "and run this again")
+    assert f"[1/2] iwae/1-layer/vae-k1 failed: {refusal}; the other cells go on" in printed
+    assert err.strip().endswith(f"iwae/1-layer/vae-k1: {refusal}; the table of the cells done is in "
+                                f"{out / 'table.md'}")
     assert {f: (held / f).read_bytes() for f in os.listdir(held) if (held / f).is_file()} == before
+    assert json.loads((out / "1-layer-iwae-k5" / "eval.json").read_text())["iw_k"] == 5  # trained and scored
+    assert "| `iwae/1-layer/iwae-k5` | -85.54 |" in (out / "table.md").read_text()
+
+
+def test_no_gpu_or_no_data_stops_the_command_before_any_cell(tmp_path, capsys):
+    out = tmp_path / "table"
+    assert main(["reproduce", "iwae", "--stages", "1", "--data-dir", str(tmp_path / "nowhere"), "--out",
+                 str(out), "--quiet"]) == 2
+    assert "nowhere" in capsys.readouterr().err and not out.exists()
+    if not torch.cuda.is_available():
+        assert main(["reproduce", "iwae", "--stages", "1", "--device", "cuda", "--out", str(out), "--quiet"]) == 2
+        assert "cuda" in capsys.readouterr().err.lower() and not out.exists()
 
 
 def test_a_claims_folder_or_claim_planted_as_a_link_is_refused_before_anything_trains(small_mnist, tmp_path, capsys):

@@ -31,7 +31,9 @@ from typing import Any
 from vaelab import workers
 from vaelab.checkpoint import CHECKPOINT, Run, load_checkpoint, load_run
 from vaelab.config import IWAE_STAGES, TrainConfig, stage_epochs
-from vaelab.errors import RunBusy, VaelabError
+from vaelab.data import find_dataset
+from vaelab.device import resolve_device
+from vaelab.errors import RunBusy, TrainingInterrupted, VaelabError
 from vaelab.evalfile import paired_stderr, read_eval
 from vaelab.evaluate import evaluate_run
 from vaelab.files import atomic_write, display, exclusive_lock, lock_holder, planted
@@ -377,6 +379,8 @@ def reproduce(paper: str, out: str | Path, *, cells: list[str] | None = None, st
                           "that `vaelab reproduce` made, for the cells' runs")
     failed: list[str] = []
     if train_cells:
+        resolve_device(device)  # what every cell needs, checked once: a cell that fails after is its own trouble
+        find_dataset("folder" if data_dir else "mnist", data_dir)
         new = not out.exists()
         try:
             runs = len(dict.fromkeys(run_for(p, presets, out) for p in presets))  # a pair of twins: one run
@@ -398,8 +402,9 @@ def reproduce(paper: str, out: str | Path, *, cells: list[str] | None = None, st
 def _train_and_score(paper: str, presets: list[str], out: Path, stages: int, *, iw_k: int, device: str,
                      data_dir: str | None, jobs: int, compile: bool, progress: bool,
                      echo: Callable[[str], Any]) -> list[str]:
-    """Each cell not claimed by another process, trained and scored; with helpers if `jobs` > 1. Returns a
-    line for each helper that failed."""
+    """Each cell not claimed by another process, trained and scored; with helpers if `jobs` > 1. A cell
+    that fails (its folder holds another run, its training diverged) is reported and the next goes on; a
+    signal stops them all. Returns a line for each cell and each helper that failed."""
     _claims_folder(out)
     argv = ["reproduce", paper, *presets, "--out", str(out), "--stages", str(stages), "--iw-k", str(iw_k),
             "--device", device, "--quiet", *(["--data-dir", data_dir] if data_dir else []),
@@ -407,6 +412,7 @@ def _train_and_score(paper: str, presets: list[str], out: Path, stages: int, *, 
     helpers = workers.start([argv] * (jobs - 1), [out / f"helper-{n}.log" for n in range(2, jobs + 1)])
     for helper in helpers:
         echo(f"helper {helper.number}: pid {helper.process.pid}, its output in {display(helper.log)}")
+    failed = []
     try:
         for i, preset in enumerate(presets, 1):
             runner = run_for(preset, presets, out)
@@ -415,11 +421,17 @@ def _train_and_score(paper: str, presets: list[str], out: Path, stages: int, *, 
                 continue
             echo(f"[{i}/{len(presets)}] {preset}: {schedule_words(stages)} -> {display(out / folder_of(runner))}"
                  + (f" (the run of {runner}, one model with it)" if runner != preset else ""))
-            _claim_cell(runner, out, stages, iw_k=iw_k, device=device, data_dir=data_dir, compile=compile,
-                        progress=progress, echo=echo)
+            try:
+                _claim_cell(runner, out, stages, iw_k=iw_k, device=device, data_dir=data_dir, compile=compile,
+                            progress=progress, echo=echo)
+            except TrainingInterrupted:
+                raise
+            except VaelabError as exc:
+                echo(f"[{i}/{len(presets)}] {runner} failed: {exc}; the other cells go on")
+                failed.append(f"{runner}: {exc}")
         if any(helper.process.poll() is None for helper in helpers):
             echo(f"waiting for the helpers to finish their cells ({', '.join(display(h.log) for h in helpers)})")
-        return workers.wait(helpers)
+        return failed + workers.wait(helpers)
     except BaseException as exc:  # stopped, or failed: the helpers stop too, as they would alone
         workers.stop(helpers, workers.signal_of(exc))
         workers.wait(helpers)
