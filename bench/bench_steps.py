@@ -60,6 +60,7 @@ from vaelab.objectives import Terms
 from vaelab.presets import load_preset
 from vaelab.resources import ThreadTuner
 from vaelab.steps import Stepper
+from vaelab.steps import compiled as compile_objective
 from vaelab.training import build_model, build_objective, build_optimizer, sums_size, train_step
 
 FULL_SCHEDULE_STEPS = 3280 * 2980  # 3,280 passes over the presets' 59,600 training images in batches of 20
@@ -141,7 +142,7 @@ def vaelab_loop(x_grey: torch.Tensor, config: TrainConfig, steps: int, generator
     device = x_grey.device
     model = build_model(config, (28, 28), x_grey.mean(0).double().cpu()).to(device)
     optimizer = build_optimizer(config, model, device)
-    objective = torch.compile(build_objective(config)) if compiled else build_objective(config)
+    objective = compile_objective(build_objective(config), device) if compiled else build_objective(config)
     step = train_step
     if compiled_adam:
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr_at(1), betas=(config.adam_beta1,

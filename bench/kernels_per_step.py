@@ -19,6 +19,7 @@ from bench_steps import preset_config
 from torch.profiler import ProfilerActivity, profile
 
 from vaelab.data import grey_levels, load_split
+from vaelab.steps import compiled as compile_objective
 from vaelab.training import build_model, build_objective, build_optimizer, train_step
 
 
@@ -30,7 +31,9 @@ def kernels(x_grey: torch.Tensor, cell: str, steps: int, compiled: bool, mode: s
     device = x_grey.device
     model = build_model(config, (28, 28), x_grey.mean(0).double().cpu()).to(device)
     optimizer = build_optimizer(config, model, device)
-    objective = torch.compile(build_objective(config), mode=mode) if compiled else build_objective(config)
+    objective = build_objective(config)
+    if compiled:  # as `vaelab train --compile` compiles it (steps.compiled), in another mode if asked
+        objective = torch.compile(objective, dynamic=False, mode=mode) if mode else compile_objective(objective, device)
     g = torch.Generator(device=device).manual_seed(0)
 
     def step(i: int) -> None:

@@ -178,7 +178,8 @@ def _quiet(line):
 
 
 @cxx
-def test_a_compiled_run_stays_within_rounding_of_the_eager_run_and_resumes_bit_for_bit(small_mnist, tmp_path):
+def test_a_compiled_run_stays_within_rounding_of_the_eager_run_and_resumes_bit_for_bit(small_mnist, tmp_path,
+                                                                                       monkeypatch):
     config = TrainConfig(data_dir=str(small_mnist), latent_size=8, epochs=2, objective="iwae", samples=3)
     compiled = dataclasses.replace(config, compile=True)
     eager = train(config, tmp_path / "eager", echo=_quiet)
@@ -187,16 +188,26 @@ def test_a_compiled_run_stays_within_rounding_of_the_eager_run_and_resumes_bit_f
     assert any("compiling the objective with torch.compile" in line for line in lines)
     assert straight.config.compile and not eager.config.compile
     train(dataclasses.replace(compiled, epochs=1), tmp_path / "resumed", echo=_quiet)
-    resume(tmp_path / "resumed", epochs=2, echo=_quiet)  # compiled again, from the run's own config
+    resume(tmp_path / "resumed", epochs=2, echo=_quiet)  # compiled afresh (torch._dynamo.reset), as a new process
     a, b = load_checkpoint(tmp_path / "compiled"), load_checkpoint(tmp_path / "resumed")
     assert b.config.compile
     assert all(torch.equal(a.model_state[k], b.model_state[k]) for k in a.model_state)
     assert torch.equal(a.rng_state, b.rng_state)
     assert [m["lower_bound"] for m in a.metrics] == [m["lower_bound"] for m in b.metrics]
+    assert [m["machine"].endswith(", torch.compile") for m in a.metrics + eager.metrics] == [True] * 2 + [False] * 2
     # the same maths rounded otherwise: 16 steps on, the bounds agree to well under a hundredth of a nat
     for ours, theirs in zip(straight.metrics, eager.metrics, strict=True):
         assert ours["lower_bound"] == pytest.approx(theirs["lower_bound"], abs=0.01)
         assert ours["test_elbo"] == pytest.approx(theirs["test_elbo"], abs=0.01)
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))  # a machine that cannot compile ...
+    with pytest.raises(VaelabError, match=r"needs a C\+\+ compiler.*`vaelab train --resume RUN --no-compile`"):
+        resume(tmp_path / "resumed", epochs=3, echo=_quiet)
+    assert load_checkpoint(tmp_path / "resumed").position.epoch == 2
+    lines = []  # ... may go on without compiling, and says so
+    run = resume(tmp_path / "resumed", epochs=3, compile=False, echo=lines.append)
+    assert any(line.startswith("continuing without torch.compile: its kernels round otherwise") for line in lines)
+    assert not run.config.compile and [m["machine"].endswith(", torch.compile") for m in run.metrics] == [
+        True, True, False]
 
 
 def test_compile_is_refused_naming_the_fix_without_a_compiler_or_on_mps(small_mnist, tmp_path, monkeypatch):
@@ -209,4 +220,18 @@ def test_compile_is_refused_naming_the_fix_without_a_compiler_or_on_mps(small_mn
     train(dataclasses.replace(config, compile=False), tmp_path / "run", echo=_quiet)  # eager needs none
     with pytest.raises(VaelabError, match="runs on cpu or cuda, not mps"):
         check_compile(torch.device("mps"))
-    check_compile(torch.device("cuda"))  # Triton compiles a GPU's kernels: no C++ compiler asked for
+
+
+@cxx
+def test_a_machine_where_torch_compile_cannot_build_is_refused_with_its_cause_and_the_fix(monkeypatch):
+    def unbuildable(fn, **options):  # what torch.compile does where a compiler or a header is missing
+        def run(*args):
+            raise RuntimeError("Failed to find C compiler. Please specify via CC environment variable.\nTraceback")
+        return run
+
+    monkeypatch.setattr(torch, "compile", unbuildable)
+    refusal = (r"^--compile cannot build kernels on cpu here \(Failed to find C compiler\. Please specify via CC "
+               r"environment variable\.\); .*python3-dev.*a C compiler for Triton on a GPU.*"
+               r"`vaelab train --resume RUN --no-compile`\)$")
+    with pytest.raises(VaelabError, match=refusal):
+        check_compile(torch.device("cpu"))

@@ -26,7 +26,7 @@ from vaelab.errors import TrainingInterrupted, VaelabError
 from vaelab.files import display
 from vaelab.signals import deferred, raising, report
 
-RESUMABLE = {"epochs", "stages", "device", "data_dir"}  # what may change when a run is continued
+RESUMABLE = {"epochs", "stages", "device", "data_dir", "compile"}  # what may change when a run is continued
 
 
 WIDTH_FIELDS = ("hidden_size", "upper_hidden_size")  # one width (two layers) or a list
@@ -236,9 +236,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if refused:
             names = ", ".join(flag(n) for n in refused)
             raise VaelabError(f"{names} cannot be given with --resume: a resumed run keeps its own "
-                              "config (only --epochs, --stages, --device and --data-dir may change)")
+                              "config (only --epochs, --stages, --device, --data-dir and --[no-]compile may change)")
         run = resume(args.resume, epochs=given.get("epochs"), stages=given.get("stages"), device=given.get("device"),
-                     data_dir=given.get("data_dir"), progress=progress)
+                     data_dir=given.get("data_dir"), compile=given.get("compile"), progress=progress)
     else:
         run = train(_train_config(args.config, given), args.out, progress=progress)  # no --out: under runs/
     print(f"run written to {display(run.path)}  (next: vaelab eval {display(run.path)})")

@@ -39,6 +39,7 @@ from vaelab.evaluate import evaluate_run
 from vaelab.files import atomic_write, display, exclusive_lock, lock_holder, planted
 from vaelab.presets import PAPER_K, changes, list_presets, load_preset, other_data, paper_cell, twin
 from vaelab.rundir import RunDir
+from vaelab.steps import check_compile
 from vaelab.training import resume, train
 from vaelab.trainlog import machines
 
@@ -379,8 +380,10 @@ def reproduce(paper: str, out: str | Path, *, cells: list[str] | None = None, st
                           "that `vaelab reproduce` made, for the cells' runs")
     failed: list[str] = []
     if train_cells:
-        resolve_device(device)  # what every cell needs, checked once: a cell that fails after is its own trouble
+        where = resolve_device(device)  # what every cell needs, checked once: a cell failing after is its own
         find_dataset("folder" if data_dir else "mnist", data_dir)
+        if compile:
+            check_compile(where)
         new = not out.exists()
         try:
             runs = len(dict.fromkeys(run_for(p, presets, out) for p in presets))  # a pair of twins: one run

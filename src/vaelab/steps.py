@@ -12,9 +12,10 @@ registered with the graph, which advances its Philox offset by what the
 captured draws use, as the eager draws would. So a run may mix the two (the
 step before each capture, a last short batch, a resumed run's first step are
 eager) and stays bit for bit reproducible; tests/test_steps.py checks this on a
-GPU, for the models with Adam. The conv model joined them once its replays gave
-its eager steps' bits (bench/graph_check.py on an H200, docs/benchmarks.md) with
-the deterministic cuDNN kernels vaelab asks for (device.resolve_device).
+GPU, for the perceptron models with Adam. The conv model joined them once its
+replays gave its eager steps' bits for 60 steps (bench/graph_check.py on an H200,
+docs/benchmarks.md) with the deterministic cuDNN kernels vaelab asks for
+(device.resolve_device); its whole-run test has not run on a GPU yet.
 With TrainConfig.compile the step replayed is the compiled objective's (`compiled`).
 RMSprop, whose foreach step is not capturable as vaelab builds it, trains
 eagerly too. Set VAELAB_CUDA_GRAPHS=0 to run every step eagerly.
@@ -50,13 +51,23 @@ def compiled(objective: Objective, device: torch.device) -> Objective:
     """`objective` through torch.compile, for a run with TrainConfig.compile: its elementwise work fused
     into a few kernels (C++ on a CPU, Triton on a GPU, where graphs then replay the compiled step), so a
     step runs faster once the first has compiled it (half a minute or so). Fused kernels round otherwise, so
-    a compiled run is not bit for bit the eager one; it repeats and resumes bit for bit itself."""
+    a compiled run is not bit for bit the eager one. It repeats and resumes bit for bit itself: each run
+    compiles afresh (as a new process would, whatever this one compiled before), one static kernel per
+    batch size, with Inductor's deterministic mode (no timing of candidate kernels that round otherwise)."""
     check_compile(device)
-    return torch.compile(objective)
+    torch._dynamo.reset()
+    return torch.compile(objective, dynamic=False, options=_deterministic())
+
+
+def _deterministic() -> dict[str, bool]:
+    from torch._inductor import config  # imported on first use: `import vaelab.steps` stays light
+
+    return {"deterministic": True} if hasattr(config, "deterministic") else {}
 
 
 def check_compile(device: torch.device) -> None:
-    """Refuse --compile, naming the fix, on a device or machine that cannot compile."""
+    """Refuse --compile, naming the fix, on a device or machine that cannot compile: a tiny function is
+    compiled and run here first, so a missing compiler or header is named before any run folder is made."""
     if device.type not in ("cpu", "cuda"):
         raise VaelabError(f"--compile runs on cpu or cuda, not {device.type}; train without --compile")
     if device.type == "cpu":
@@ -64,9 +75,25 @@ def check_compile(device: torch.device) -> None:
         if shutil.which(compiler) is None:
             raise VaelabError(
                 f"--compile on a CPU needs a C++ compiler, and {compiler} was not found (torch.compile builds "
-                "the step's kernels with it); install one (Debian: apt-get install g++), name it in $CXX, or "
-                "train without --compile"
+                f"the step's kernels with it); install one (Debian: apt-get install g++), name it in $CXX, or "
+                f"{_WITHOUT}"
             )
+    try:
+        torch.compile(_probe, dynamic=False)(torch.linspace(0.0, 1.0, 8, device=device))
+    except Exception as exc:  # torch names the missing piece, at length: its first line will do
+        cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise VaelabError(
+            f"--compile cannot build kernels on {device.type} here ({cause}); torch.compile needs a C++ compiler "
+            "and Python's headers for a CPU (Debian: apt-get install g++ python3-dev), and a C compiler for "
+            f"Triton on a GPU; install them, or {_WITHOUT}"
+        ) from None
+
+
+_WITHOUT = "train without --compile (a run trained with it goes on with `vaelab train --resume RUN --no-compile`)"
+
+
+def _probe(x: torch.Tensor) -> torch.Tensor:
+    return torch.tanh(x) * 2 + 1
 
 
 def batch_sums(terms: Terms, size: int) -> torch.Tensor:

@@ -129,17 +129,19 @@ def resume(
     stages: int | None = None,
     device: str | None = None,
     data_dir: str | None = None,
+    compile: bool | None = None,
     progress: bool = False,
     echo: Echo = print,
 ) -> Run:
     """Continue a run until it has `epochs` epochs in total, or with a schedule its first `stages` stages
-    (neither: the run's own target); the run is locked meanwhile."""
+    (neither: the run's own target); the run is locked meanwhile. `compile` True or False changes how the
+    rest is computed (TrainConfig.compile); None keeps the run's way."""
     load_checkpoint(run_dir)  # a missing or damaged run is refused before anything is locked
     with RunDir.existing(run_dir):
         ckpt = load_checkpoint(run_dir)
         asked = f"--stages {stages}" if stages is not None else None
         epochs = _target_epochs(ckpt.config, epochs, stages)
-        return _resume(Path(run_dir), ckpt, epochs=epochs, device=device, data_dir=data_dir,
+        return _resume(Path(run_dir), ckpt, epochs=epochs, device=device, data_dir=data_dir, compile=compile,
                        progress=progress, echo=echo, asked=asked)
 
 
@@ -158,7 +160,7 @@ def _target_epochs(config: TrainConfig, epochs: int | None, stages: int | None) 
 
 
 def _resume(run_dir: Path, ckpt: Checkpoint, *, epochs: int, device: str | None, data_dir: str | None,
-            progress: bool, echo: Echo, asked: str | None = None) -> Run:
+            progress: bool, echo: Echo, asked: str | None = None, compile: bool | None = None) -> Run:
     """Continue the run to `epochs`; `asked` says how the user asked for them (e.g. "--stages 4"), if not
     by --epochs."""
     done = ckpt.position.epoch
@@ -184,10 +186,18 @@ def _resume(run_dir: Path, ckpt: Checkpoint, *, epochs: int, device: str | None,
         _check_device_available(run_dir, ckpt.config.device)
     if data_dir is not None:
         changes["data_dir"] = absolute_data_dir(data_dir)
+    if compile is not None:
+        changes["compile"] = compile
     config = dataclasses.replace(ckpt.config, **changes)
     if epochs == done and ckpt.position.batch == 0:
         echo(f"{run_dir} has already trained {done} epochs; nothing to do")
         return load_run(run_dir)
+    if config.compile:
+        check_compile(resolve_device(config.device))
+    if config.compile != ckpt.config.compile:
+        echo(f"continuing {'with' if config.compile else 'without'} torch.compile: its kernels round otherwise, so "
+             "from here on the run is not bit for bit what it would have been (each epoch's machine says how "
+             "it was computed)")
     return _fit(run_dir, config, ckpt, progress=progress, echo=echo)
 
 
@@ -363,7 +373,7 @@ def _epoch_metrics(s: _Session, started: float) -> dict[str, Any]:
                    valid_kl=valid.kl.mean().item())
     seconds = time.perf_counter() - started  # this session's share of the epoch, test included
     return {**row, "seconds": seconds, "elapsed": s.position.elapsed + seconds, "step": s.position.step,
-            "machine": describe(s.data.train.device)}
+            "machine": describe(s.data.train.device) + (", torch.compile" if s.config.compile else "")}
 
 
 def _test_scores(model: VAEModel, x: torch.Tensor, seed: int) -> ElboTerms:
