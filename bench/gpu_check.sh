@@ -10,7 +10,8 @@
 #    repeats bit for bit); then bench/graph_check.py: whether the conv model's replays are its eager steps
 #    with cuDNN's deterministic kernels (if so, it may join steps.GRAPHED_MODELS);
 # 2. bench/bench_steps.py --device cuda: steps per second, plain eager loop vs vaelab eager vs graphed
-#    (and, with COMPILE=1, the objective through torch.compile as well);
+#    (and, with COMPILE=1, `vaelab train --compile`'s step and the compiled-Adam experiment, then
+#    bench/kernels_per_step.py: kernels and GPU time per step, eager and compiled);
 # 3. the CELLs on the first STAGES stages of the paper's schedule (`vaelab reproduce iwae CELL`), scored
 #    with K = 5,000; their logs, configs, metrics and scores are packed into OUT/cells.tgz after each cell.
 #    With JOBS=N, all the CELLs in one `vaelab reproduce --jobs N` (N processes sharing the GPU), packed
@@ -34,9 +35,10 @@ then
 fi
 timeout 60 python3 bench/graph_check.py --model conv 2>&1 | tee "$out/graph_check.txt"  # may conv be graphed?
 timeout 150 python3 bench/bench_steps.py --device cuda --steps 4000 2>&1 | tee "$out/bench_steps.txt"
-if [ "${COMPILE:-0}" = 1 ]; then  # the torch.compile experiment: compiling takes ~half a minute a cell
-  timeout 240 python3 bench/bench_steps.py --device cuda --steps 4000 --samples 1 50 --compile 2>&1 \
-    | tee "$out/bench_compile.txt"
+if [ "${COMPILE:-0}" = 1 ]; then  # torch.compile: compiling takes ~half a minute a cell and loop
+  timeout 240 python3 bench/bench_steps.py --device cuda --steps 3000 --samples 1 50 --compile 2>&1 \
+    | grep -v -i warn | tee "$out/bench_compile.txt"
+  timeout 100 python3 bench/kernels_per_step.py 2>&1 | grep -v -i warn | tee "$out/kernels.txt"
 fi
 
 cells=$(mktemp -d)
