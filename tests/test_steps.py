@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import vaelab.steps as steps_module
 import vaelab.training as train_module
 from conftest import SignalAfter
 from vaelab.checkpoint import load_checkpoint
@@ -23,7 +24,15 @@ from vaelab.errors import TrainingInterrupted, VaelabError
 from vaelab.objectives import Terms
 from vaelab.presets import load_preset
 from vaelab.signals import stop_after_batch
-from vaelab.steps import GRAPHS_ENV, Stepper, batch_sums, check_compile, graphs_wanted
+from vaelab.steps import (
+    GRAPHS_ENV,
+    Stepper,
+    batch_sums,
+    check_compile,
+    compile_caveat,
+    compile_failure,
+    graphs_wanted,
+)
 from vaelab.training import build_model, build_objective, build_optimizer, resume, train, train_step
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -230,8 +239,30 @@ def test_a_machine_where_torch_compile_cannot_build_is_refused_with_its_cause_an
         return run
 
     monkeypatch.setattr(torch, "compile", unbuildable)
+    monkeypatch.setattr(steps_module, "_BUILT", set())  # no probe has succeeded in this process
     refusal = (r"^--compile cannot build kernels on cpu here \(Failed to find C compiler\. Please specify via CC "
                r"environment variable\.\); .*python3-dev.*a C compiler for Triton on a GPU.*"
                r"`vaelab train --resume RUN --no-compile`\)$")
     with pytest.raises(VaelabError, match=refusal):
         check_compile(torch.device("cpu"))
+
+
+def test_the_cause_named_is_the_line_of_torchs_error_that_says_what_is_missing():
+    cpp = RuntimeError("CppCompileError: C++ compile error\n\nCommand:\ng++ /tmp/k.cpp -shared -o /tmp/k.so\n\n"
+                       "Output:\n/tmp/k.cpp:2:10: fatal error: Python.h: No such file or directory\n"
+                       "compilation terminated.\n")
+    assert compile_failure(cpp) == "/tmp/k.cpp:2:10: fatal error: Python.h: No such file or directory"
+    wrapped = RuntimeError("backend='inductor' raised:\nsomething")
+    wrapped.inner_exception = RuntimeError("Failed to find C compiler. Please specify via CC environment variable.")
+    assert compile_failure(wrapped) == "Failed to find C compiler. Please specify via CC environment variable."
+    assert compile_failure(RuntimeError("a\nb: error: c")) == "b: error: c"
+    assert compile_failure(RuntimeError("only this\nand that")) == "only this"
+    assert compile_failure(RuntimeError("")) == "RuntimeError"
+
+
+def test_a_gpu_run_is_told_when_this_torch_cannot_compile_deterministically(monkeypatch):
+    assert compile_caveat(torch.device("cpu")) is None
+    assert compile_caveat(torch.device("cuda")) is None  # torch 2.13's Inductor has the mode
+    monkeypatch.setattr(steps_module, "_deterministic", lambda: {})
+    assert compile_caveat(torch.device("cpu")) is None  # a CPU's compiled kernels time nothing
+    assert compile_caveat(torch.device("cuda")).startswith(f"torch {torch.__version__} has no deterministic mode")

@@ -48,13 +48,13 @@ def graphs_wanted(device: torch.device, model: str, optimizer: str) -> bool:
 
 
 def compiled(objective: Objective, device: torch.device) -> Objective:
-    """`objective` through torch.compile, for a run with TrainConfig.compile: its elementwise work fused
-    into a few kernels (C++ on a CPU, Triton on a GPU, where graphs then replay the compiled step), so a
-    step runs faster once the first has compiled it (half a minute or so). Fused kernels round otherwise, so
-    a compiled run is not bit for bit the eager one. It repeats and resumes bit for bit itself: each run
-    compiles afresh (as a new process would, whatever this one compiled before), one static kernel per
-    batch size, with Inductor's deterministic mode (no timing of candidate kernels that round otherwise)."""
-    check_compile(device)
+    """`objective` through torch.compile, for a run with TrainConfig.compile (`check_compile` first): its
+    elementwise work fused into a few kernels (C++ on a CPU, Triton on a GPU, where graphs then replay the
+    compiled step), so a step runs faster once the first has compiled it (half a minute or so). Fused
+    kernels round otherwise, so a compiled run is not bit for bit the eager one. It repeats and resumes bit
+    for bit itself: each run compiles afresh (as a new process would, whatever this one compiled before),
+    one static kernel per batch size, with Inductor's deterministic mode (no timing of candidate kernels
+    that round otherwise) where this torch has it (`compile_caveat` says when not)."""
     torch._dynamo.reset()
     return torch.compile(objective, dynamic=False, options=_deterministic())
 
@@ -65,11 +65,24 @@ def _deterministic() -> dict[str, bool]:
     return {"deterministic": True} if hasattr(config, "deterministic") else {}
 
 
+def compile_caveat(device: torch.device) -> str | None:
+    """What a compiled run on `device` should be told: on a GPU, with a torch whose Inductor has no
+    deterministic mode, a resumed run may time and pick other kernels, so resume other bits."""
+    if device.type == "cuda" and not _deterministic():
+        return (f"torch {torch.__version__} has no deterministic mode for compiled kernels: a GPU run resumed "
+                "later may pick other kernels and round otherwise (torch 2.13 has it)")
+    return None
+
+
+_BUILT: set[str] = set()  # the device types a probe has compiled for in this process
+
+
 def check_compile(device: torch.device) -> None:
     """Refuse --compile, naming the fix, on a device or machine that cannot compile: a tiny function is
-    compiled and run here first, so a missing compiler or header is named before any run folder is made."""
+    compiled and run here first (once a process and device type), as the run would compile, so a missing
+    compiler or header is named before any run folder is made."""
     if device.type not in ("cpu", "cuda"):
-        raise VaelabError(f"--compile runs on cpu or cuda, not {device.type}; train without --compile")
+        raise VaelabError(f"--compile runs on cpu or cuda, not {device.type}; {_WITHOUT}")
     if device.type == "cpu":
         compiler = os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")
         if shutil.which(compiler) is None:
@@ -78,18 +91,32 @@ def check_compile(device: torch.device) -> None:
                 f"the step's kernels with it); install one (Debian: apt-get install g++), name it in $CXX, or "
                 f"{_WITHOUT}"
             )
+    if device.type in _BUILT:
+        return
     try:
-        torch.compile(_probe, dynamic=False)(torch.linspace(0.0, 1.0, 8, device=device))
-    except Exception as exc:  # torch names the missing piece, at length: its first line will do
-        cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        torch.compile(_probe, dynamic=False, options=_deterministic())(torch.linspace(0.0, 1.0, 8, device=device))
+    except Exception as exc:
         raise VaelabError(
-            f"--compile cannot build kernels on {device.type} here ({cause}); torch.compile needs a C++ compiler "
-            "and Python's headers for a CPU (Debian: apt-get install g++ python3-dev), and a C compiler for "
-            f"Triton on a GPU; install them, or {_WITHOUT}"
+            f"--compile cannot build kernels on {device.type} here ({compile_failure(exc)}); torch.compile needs "
+            "a C++ compiler and Python's headers for a CPU (Debian: apt-get install g++ python3-dev), and a C "
+            f"compiler for Triton on a GPU; install them, or {_WITHOUT}"
         ) from None
+    _BUILT.add(device.type)
 
 
 _WITHOUT = "train without --compile (a run trained with it goes on with `vaelab train --resume RUN --no-compile`)"
+
+
+def compile_failure(exc: BaseException) -> str:
+    """The line of torch.compile's long error that names what is missing (a compiler's "fatal error:
+    Python.h: No such file or directory", Triton's "Failed to find C compiler"), else its first line."""
+    exc = getattr(exc, "inner_exception", None) or exc
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    for marks in (("fatal error", "no such file", "not found", "failed to find"), ("error:",)):
+        named = next((line for line in lines if any(mark in line.lower() for mark in marks)), None)
+        if named is not None:
+            return named[:300]
+    return lines[0][:300]
 
 
 def _probe(x: torch.Tensor) -> torch.Tensor:

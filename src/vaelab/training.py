@@ -40,7 +40,7 @@ from vaelab.prepare import VALIDATION_STREAM, TrainData, load_data
 from vaelab.resources import ThreadTuner, check_fits, pinned_threads
 from vaelab.rundir import RunDir
 from vaelab.signals import stop_after_batch, stopped_by
-from vaelab.steps import Stepper, check_compile, compiled, graphs_wanted
+from vaelab.steps import Stepper, check_compile, compile_caveat, compiled, graphs_wanted
 from vaelab.trainlog import describe_objective, format_row, log_header
 
 Echo = Callable[[str], Any]
@@ -298,8 +298,11 @@ def _fit(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, *, progres
     device = s.data.train.device
     objective = build_objective(config)
     if config.compile:
+        check_compile(device)
         objective = compiled(objective, device)
         echo("compiling the objective with torch.compile: the first step takes a while")
+        if caveat := compile_caveat(device):
+            echo(caveat)
     echo(log_header(config))
     s.stepper = Stepper(train_step, s.data.batch, s.model, s.optimizer, objective, s.generator,
                         sums_size(config), graphs=graphs_wanted(device, config.model, config.optimizer),
