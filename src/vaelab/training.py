@@ -297,8 +297,7 @@ def _fit(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, *, progres
         echo(config.schedule_note)
     device = s.data.train.device
     objective = build_objective(config)
-    if config.compile:
-        check_compile(device)
+    if config.compile:  # check_compile'd by train and _resume
         objective = compiled(objective, device)
         echo("compiling the objective with torch.compile: the first step takes a while")
         if caveat := compile_caveat(device):
