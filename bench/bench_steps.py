@@ -43,6 +43,7 @@ Prints steps per second and the ratios to the plain loop. Results go in docs/ben
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import platform
 import statistics
@@ -56,10 +57,9 @@ from torch import nn
 
 from vaelab.config import TrainConfig
 from vaelab.data import grey_levels, load_split
-from vaelab.objectives import Terms
 from vaelab.presets import load_preset
 from vaelab.resources import ThreadTuner
-from vaelab.steps import Stepper
+from vaelab.steps import Stepper, compiled_update
 from vaelab.steps import compiled as compile_objective
 from vaelab.training import build_model, build_objective, build_optimizer, sums_size, train_step
 
@@ -137,25 +137,18 @@ def vaelab_loop(x_grey: torch.Tensor, config: TrainConfig, steps: int, generator
                 graphs: bool = False, compiled: bool = False, compiled_adam: bool = False, warmup: int = 0) -> float:
     """Seconds for `steps` of vaelab's training step, with the loop's batching and running sums, after
     `warmup` untimed steps. `compiled`: the objective through torch.compile; `compiled_adam`: Adam's step
-    too (PyTorch's foreach Adam through torch.compile in place of the fused kernel). Experiments, not what
-    `vaelab train` runs: fused kernels round differently, so their runs would not be bit for bit eager's."""
+    too (PyTorch's foreach Adam through torch.compile in place of the fused kernel). What `vaelab train
+    --compile` runs (the second on a GPU only); fused kernels round otherwise, so not bit for bit eager."""
     device = x_grey.device
     model = build_model(config, (28, 28), x_grey.mean(0).double().cpu()).to(device)
     optimizer = build_optimizer(config, model, device)
     objective = compile_objective(build_objective(config), device) if compiled else build_objective(config)
     step = train_step
-    if compiled_adam:
+    if compiled_adam:  # what `vaelab train --compile` runs on a GPU, here on any device
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr_at(1), betas=(config.adam_beta1,
                                      config.adam_beta2), eps=config.adam_eps, foreach=True,
                                      capturable=device.type == "cuda")
-        update = torch.compile(optimizer.step)
-
-        def step(model, optimizer, x, generator, objective):
-            terms = objective(model, x, generator)
-            optimizer.zero_grad(set_to_none=True)
-            (-terms.value.mean()).backward()
-            update()
-            return Terms(*(t.detach() for t in terms))
+        step = functools.partial(train_step, update=compiled_update(optimizer))
 
     def batch(index, gen):
         return torch.bernoulli(x_grey.index_select(0, index), generator=gen)

@@ -7,6 +7,7 @@ against is the one every other training test runs.
 
 import dataclasses
 import os
+import re
 import shutil
 import signal
 from types import SimpleNamespace
@@ -31,6 +32,8 @@ from vaelab.steps import (
     check_compile,
     compile_caveat,
     compile_failure,
+    compiled_update,
+    compiles_adam,
     graphs_wanted,
 )
 from vaelab.training import build_model, build_objective, build_optimizer, resume, train, train_step
@@ -209,7 +212,8 @@ def test_a_compiled_run_stays_within_rounding_of_the_eager_run_and_resumes_bit_f
         assert ours["lower_bound"] == pytest.approx(theirs["lower_bound"], abs=0.01)
         assert ours["test_elbo"] == pytest.approx(theirs["test_elbo"], abs=0.01)
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))  # a machine that cannot compile ...
-    with pytest.raises(VaelabError, match=r"needs a C\+\+ compiler.*`vaelab train --resume RUN --no-compile`"):
+    with pytest.raises(VaelabError, match=r"needs a C\+\+ compiler.*, or go on without it: `vaelab train --resume "
+                                          + re.escape(f"{tmp_path / 'resumed'} --no-compile`")):
         resume(tmp_path / "resumed", epochs=3, echo=_quiet)
     assert load_checkpoint(tmp_path / "resumed").position.epoch == 2
     lines = []  # ... may go on without compiling, and says so
@@ -217,6 +221,67 @@ def test_a_compiled_run_stays_within_rounding_of_the_eager_run_and_resumes_bit_f
     assert any(line.startswith("continuing without torch.compile: its kernels round otherwise") for line in lines)
     assert not run.config.compile and [m["machine"].endswith(", torch.compile") for m in run.metrics] == [
         True, True, False]
+
+
+def test_compile_compiles_adam_on_a_gpu_only_where_pytorchs_fused_kernel_is_slower():
+    cuda_device, cpu = torch.device("cuda"), torch.device("cpu")
+    assert compiles_adam(cuda_device, "adam", True)
+    assert not compiles_adam(cuda_device, "adam", False) and not compiles_adam(cuda_device, "rmsprop", True)
+    assert not compiles_adam(cpu, "adam", True)  # a CPU keeps the fused kernel, 3x a compiled one there
+    config = TrainConfig(latent_size=8, compile=True)
+    assert build_optimizer(config, torch.nn.Linear(3, 2), cpu).param_groups[0]["fused"]
+
+
+@cxx
+def test_a_compiled_adam_update_is_adams_step_and_follows_each_new_learning_rate():
+    torch.manual_seed(0)
+    ours, theirs = torch.nn.Linear(5, 3), torch.nn.Linear(5, 3)
+    theirs.load_state_dict(ours.state_dict())
+    options = {"lr": 1e-3, "betas": (0.99, 0.999), "eps": 5e-6, "foreach": True}
+    a, b = torch.optim.Adam(ours.parameters(), **options), torch.optim.Adam(theirs.parameters(), **options)
+    update = compiled_update(a)
+    for lr in [1e-3, 1e-3, 1e-3, 1e-2, 1e-2, 3e-4]:
+        for group in a.param_groups + b.param_groups:
+            group["lr"] = lr
+        grads = [torch.randn_like(p) for p in ours.parameters()]
+        for p, q, g in zip(ours.parameters(), theirs.parameters(), grads, strict=True):
+            p.grad, q.grad = g.clone(), g.clone()
+        update()
+        b.step()
+        for p, q in zip(ours.parameters(), theirs.parameters(), strict=True):  # the same arithmetic, to rounding
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)  # a stale rate: 1e-3
+    assert a.state_dict()["param_groups"][0]["lr"] == 3e-4
+
+
+@cxx
+def test_a_run_with_compiled_adam_resumes_bit_for_bit_across_a_new_rate_and_goes_on_fused(small_mnist, tmp_path,
+                                                                                         monkeypatch):
+    monkeypatch.setattr(steps_module, "COMPILED_ADAM_DEVICES", ("cpu",))  # as --compile runs on a GPU
+    config = TrainConfig(data_dir=str(small_mnist), latent_size=8, lr_schedule="iwae", stages=2, compile=True,
+                         objective="iwae", samples=3)  # 1 + 3 passes, two learning rates
+    lines = []
+    train(config, tmp_path / "straight", echo=lines.append)
+    assert any(line.startswith("compiling the objective and Adam with torch.compile") for line in lines)
+    train(dataclasses.replace(config, stages=1, epochs=None), tmp_path / "resumed", echo=_quiet)
+    resume(tmp_path / "resumed", stages=2, echo=_quiet)  # a new process would compile afresh, as this does
+    a, b = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "resumed")
+    group = a.optimizer_state["param_groups"][0]
+    assert group["foreach"] and not group["fused"]
+    assert len({m["lr"] for m in a.metrics}) == 2
+    assert all(torch.equal(a.model_state[k], b.model_state[k]) for k in a.model_state)
+    ours, theirs = a.optimizer_state["state"], b.optimizer_state["state"]
+    assert sorted(ours) == sorted(theirs) == list(range(12))
+    assert all(torch.equal(ours[i][k], theirs[i][k]) for i in ours for k in ("step", "exp_avg", "exp_avg_sq"))
+    assert [m["lower_bound"] for m in a.metrics] == [m["lower_bound"] for m in b.metrics]
+    monkeypatch.setattr(steps_module, "COMPILED_ADAM_DEVICES", ())  # goes on without compiling: fused again
+    run = resume(tmp_path / "resumed", stages=3, compile=False, echo=_quiet)
+    group = load_checkpoint(run.path).optimizer_state["param_groups"][0]
+    assert group["fused"] and not group["foreach"] and run.epoch == 13
+    monkeypatch.setattr(steps_module, "COMPILED_ADAM_DEVICES", ("cpu",))  # and an eager run goes on compiled
+    train(dataclasses.replace(config, stages=1, epochs=None, compile=False), tmp_path / "eager", echo=_quiet)
+    run = resume(tmp_path / "eager", stages=2, compile=True, echo=_quiet)
+    group = load_checkpoint(run.path).optimizer_state["param_groups"][0]
+    assert group["foreach"] and not group["fused"] and run.epoch == 4
 
 
 def test_compile_is_refused_naming_the_fix_without_a_compiler_or_on_mps(small_mnist, tmp_path, monkeypatch):

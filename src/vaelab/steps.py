@@ -16,25 +16,33 @@ GPU, for the perceptron models with Adam. The conv model joined them once its
 replays gave its eager steps' bits for 60 steps (bench/graph_check.py on an H200,
 docs/benchmarks.md) with the deterministic cuDNN kernels vaelab asks for
 (device.resolve_device); its whole-run test has not run on a GPU yet.
-With TrainConfig.compile the step replayed is the compiled objective's (`compiled`).
+With TrainConfig.compile the step replayed is the compiled objective's (`compiled`), and on a GPU
+Adam's update compiled too (`compiled_update`).
 RMSprop, whose foreach step is not capturable as vaelab builds it, trains
 eagerly too. Set VAELAB_CUDA_GRAPHS=0 to run every step eagerly.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
 from vaelab.errors import VaelabError
+from vaelab.files import display
 from vaelab.objectives import Objective, Terms
 
 GRAPHS_ENV = "VAELAB_CUDA_GRAPHS"  # "0" (or false, off, no) runs every CUDA step eagerly
 GRAPHED_MODELS = ("mlp", "mlp2", "conv")  # checked bit for bit against eager steps on a GPU
+# Where --compile compiles Adam's update too. On an H200 a compiled foreach Adam made a one-layer IWAE step
+# 1.2-1.3 times as fast as the compiled objective with PyTorch's fused Adam, the largest kernel of a step; on
+# a CPU the fused kernel is about three times as fast as a compiled one (docs/benchmarks.md).
+COMPILED_ADAM_DEVICES = ("cuda",)
 
 Step = Callable[[torch.nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Generator, Objective], Terms]
 Batch = Callable[[torch.Tensor, torch.Generator], torch.Tensor]  # (index, generator) -> images
@@ -59,6 +67,27 @@ def compiled(objective: Objective, device: torch.device) -> Objective:
     return torch.compile(objective, dynamic=False, options=_deterministic())
 
 
+def compiles_adam(device: torch.device, optimizer: str, compile: bool) -> bool:
+    """Whether a run with TrainConfig.compile on `device` compiles Adam's update as well (a foreach Adam,
+    built by training.build_optimizer, through `compiled_update`), not PyTorch's fused kernel."""
+    return compile and optimizer == "adam" and device.type in COMPILED_ADAM_DEVICES
+
+
+def compiled_update(optimizer: torch.optim.Optimizer) -> Callable[[], object]:
+    """`optimizer.step` through torch.compile, as `compiled` compiles the objective: the update's
+    elementwise work over all the parameters in a few fused kernels. The learning rate is a constant of
+    the compiled code, so each new one compiles it again (eight times in the IWAE schedule, at most, the
+    limit torch.compile keeps by default); a step with no new rate runs the compiled kernels."""
+    logging.getLogger("torch._dynamo.variables.ctx_manager").addFilter(_drop_profiler_note)
+    return torch.compile(optimizer.step, dynamic=False, options=_deterministic())
+
+
+def _drop_profiler_note(record: logging.LogRecord) -> bool:
+    """False for torch.compile's note that it leaves out the profiler label `Optimizer.step` wears, which
+    says nothing a vaelab user can act on (any other record passes)."""
+    return not str(record.msg).startswith("Profiler record function")
+
+
 def _deterministic() -> dict[str, bool]:
     from torch._inductor import config  # imported on first use: `import vaelab.steps` stays light
 
@@ -77,19 +106,22 @@ def compile_caveat(device: torch.device) -> str | None:
 _BUILT: set[str] = set()  # the device types a probe has compiled for in this process
 
 
-def check_compile(device: torch.device) -> None:
+def check_compile(device: torch.device, run: str | Path | None = None) -> None:
     """Refuse --compile, naming the fix, on a device or machine that cannot compile: a tiny function is
     compiled and run here first (once a process and device type), as the run would compile, so a missing
-    compiler or header is named before any run folder is made."""
+    compiler or header is named before any run folder is made. `run`: the run to be resumed, whose
+    command to go on without compiling the refusal then gives."""
+    without = (f"go on without it: `vaelab train --resume {display(run)} --no-compile`" if run is not None else
+               "train without --compile (a run trained with it goes on with `vaelab train --resume RUN --no-compile`)")
     if device.type not in ("cpu", "cuda"):
-        raise VaelabError(f"--compile runs on cpu or cuda, not {device.type}; {_WITHOUT}")
+        raise VaelabError(f"--compile runs on cpu or cuda, not {device.type}; {without}")
     if device.type == "cpu":
         compiler = os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")
         if shutil.which(compiler) is None:
             raise VaelabError(
                 f"--compile on a CPU needs a C++ compiler, and {compiler} was not found (torch.compile builds "
                 f"the step's kernels with it); install one (Debian: apt-get install g++), name it in $CXX, or "
-                f"{_WITHOUT}"
+                f"{without}"
             )
     if device.type in _BUILT:
         return
@@ -99,12 +131,9 @@ def check_compile(device: torch.device) -> None:
         raise VaelabError(
             f"--compile cannot build kernels on {device.type} here ({compile_failure(exc)}); torch.compile needs "
             "a C++ compiler and Python's headers for a CPU (Debian: apt-get install g++ python3-dev), and a C "
-            f"compiler for Triton on a GPU; install them, or {_WITHOUT}"
+            f"compiler for Triton on a GPU; install them, or {without}"
         ) from None
     _BUILT.add(device.type)
-
-
-_WITHOUT = "train without --compile (a run trained with it goes on with `vaelab train --resume RUN --no-compile`)"
 
 
 def compile_failure(exc: BaseException) -> str:

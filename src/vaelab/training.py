@@ -40,7 +40,16 @@ from vaelab.prepare import VALIDATION_STREAM, TrainData, load_data
 from vaelab.resources import ThreadTuner, check_fits, pinned_threads
 from vaelab.rundir import RunDir
 from vaelab.signals import stop_after_batch, stopped_by
-from vaelab.steps import Stepper, check_compile, compile_caveat, compiled, graphs_wanted
+from vaelab.steps import (
+    Step,
+    Stepper,
+    check_compile,
+    compile_caveat,
+    compiled,
+    compiled_update,
+    compiles_adam,
+    graphs_wanted,
+)
 from vaelab.trainlog import describe_objective, format_row, log_header
 
 Echo = Callable[[str], Any]
@@ -73,9 +82,13 @@ def _architecture(config: TrainConfig, image_shape: tuple[int, ...]) -> VAEModel
 
 def build_optimizer(config: TrainConfig, model: VAEModel, device: torch.device) -> torch.optim.Optimizer:
     """Adam with the config's betas and epsilon, or centred RMSprop, as in the article; fused kernels where
-    PyTorch has them. The learning rate is the first epoch's; training sets each epoch's (TrainConfig.lr_at)."""
+    PyTorch has them, or for --compile on a GPU a foreach Adam that torch.compile fuses (steps.compiles_adam).
+    The learning rate is the first epoch's; training sets each epoch's (TrainConfig.lr_at)."""
     params = list(model.parameters())
     lr = config.lr_at(1)
+    if compiles_adam(device, config.optimizer, config.compile):  # its step compiled: steps.compiled_update
+        return torch.optim.Adam(params, lr=lr, betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps,
+                                foreach=True, capturable=device.type == "cuda")
     if config.optimizer == "adam":
         fused = device.type in ("cpu", "cuda")
         return torch.optim.Adam(params, lr=lr, betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps,
@@ -96,13 +109,14 @@ def build_objective(config: TrainConfig) -> Objective:
 
 
 def train_step(model: VAEModel, optimizer: torch.optim.Optimizer, x: torch.Tensor, generator: torch.Generator,
-               objective: Objective = elbo) -> Terms:
-    """One gradient step on the negative objective (for the ELBO, the article's `loss = -lowerBound`)."""
+               objective: Objective = elbo, *, update: Callable[[], object] | None = None) -> Terms:
+    """One gradient step on the negative objective (for the ELBO, the article's `loss = -lowerBound`);
+    `update` in place of `optimizer.step` (a compiled one, steps.compiled_update)."""
     terms = objective(model, x, generator)
     loss = -terms.value.mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    optimizer.step()
+    (update or optimizer.step)()
     return Terms(*(t.detach() for t in terms))
 
 
@@ -193,7 +207,7 @@ def _resume(run_dir: Path, ckpt: Checkpoint, *, epochs: int, device: str | None,
         echo(f"{run_dir} has already trained {done} epochs; nothing to do")
         return load_run(run_dir)
     if config.compile:
-        check_compile(resolve_device(config.device))
+        check_compile(resolve_device(config.device), run_dir)
     if config.compile != ckpt.config.compile:
         echo(f"continuing {'with' if config.compile else 'without'} torch.compile: its kernels round otherwise, so "
              "from here on the run is not bit for bit what it would have been (each epoch's machine says how "
@@ -268,9 +282,10 @@ def _start(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, echo: Ec
             "run's own data, or start a new run"
         )
     model.load_state_dict(ckpt.model_state)
+    kernels = {key: session.optimizer.param_groups[0].get(key) for key in ("fused", "foreach", "capturable")}
     session.optimizer.load_state_dict(ckpt.optimizer_state)
-    for group in session.optimizer.param_groups:  # as build_optimizer sets it here, whatever device saved it
-        group["capturable"] = bool(group.get("fused")) and device.type == "cuda"
+    for group in session.optimizer.param_groups:  # as build_optimizer sets them here, whatever ran before
+        group.update(kernels)
     if not restore_generator(session.generator, ckpt.rng_state):  # a GPU run resumed on the CPU, or back
         redrawn = (f"; its test{' and validation' if data.valid is not None else ''} pixels are drawn again "
                    f"on {device.type} (dynamic binarization), so the test ELBO from here on is of other draws of "
@@ -297,13 +312,18 @@ def _fit(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, *, progres
         echo(config.schedule_note)
     device = s.data.train.device
     objective = build_objective(config)
+    step: Step = train_step
     if config.compile:  # check_compile'd by train and _resume
         objective = compiled(objective, device)
-        echo("compiling the objective with torch.compile: the first step takes a while")
+        adam = compiles_adam(device, config.optimizer, config.compile)
+        if adam:
+            step = functools.partial(train_step, update=compiled_update(s.optimizer))
+        echo(f"compiling the objective{' and Adam' if adam else ''} with torch.compile: the first step takes a "
+             f"while{', and the first at each new learning rate' if adam else ''}")
         if caveat := compile_caveat(device):
             echo(caveat)
     echo(log_header(config))
-    s.stepper = Stepper(train_step, s.data.batch, s.model, s.optimizer, objective, s.generator,
+    s.stepper = Stepper(step, s.data.batch, s.model, s.optimizer, objective, s.generator,
                         sums_size(config), graphs=graphs_wanted(device, config.model, config.optimizer),
                         batch_size=config.batch_size)
     s.threads = ThreadTuner(device)
