@@ -55,12 +55,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaelab.compiling import compiled as compile_objective
+from vaelab.compiling import compiled_update
 from vaelab.config import TrainConfig
 from vaelab.data import grey_levels, load_split
 from vaelab.presets import load_preset
 from vaelab.resources import ThreadTuner
-from vaelab.steps import Stepper, compiled_update
-from vaelab.steps import compiled as compile_objective
+from vaelab.steps import Stepper
 from vaelab.training import build_model, build_objective, build_optimizer, sums_size, train_step
 
 FULL_SCHEDULE_STEPS = 3280 * 2980  # 3,280 passes over the presets' 59,600 training images in batches of 20

@@ -18,8 +18,8 @@ import torch
 from bench_steps import preset_config
 from torch.profiler import ProfilerActivity, profile
 
+from vaelab.compiling import compiled as compile_objective
 from vaelab.data import grey_levels, load_split
-from vaelab.steps import compiled as compile_objective
 from vaelab.training import build_model, build_objective, build_optimizer, train_step
 
 
@@ -32,7 +32,7 @@ def kernels(x_grey: torch.Tensor, cell: str, steps: int, compiled: bool, mode: s
     model = build_model(config, (28, 28), x_grey.mean(0).double().cpu()).to(device)
     optimizer = build_optimizer(config, model, device)
     objective = build_objective(config)
-    if compiled:  # as `vaelab train --compile` compiles it (steps.compiled), in another mode if asked
+    if compiled:  # as `vaelab train --compile` compiles it (compiling.compiled), in another mode if asked
         objective = torch.compile(objective, dynamic=False, mode=mode) if mode else compile_objective(objective, device)
     g = torch.Generator(device=device).manual_seed(0)
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from vaelab import workers
 from vaelab.checkpoint import CHECKPOINT, Run, load_checkpoint, load_run
+from vaelab.compiling import check_compile
 from vaelab.config import IWAE_STAGES, TrainConfig, stage_epochs
 from vaelab.data import find_dataset
 from vaelab.device import resolve_device
@@ -39,7 +40,6 @@ from vaelab.evaluate import evaluate_run
 from vaelab.files import atomic_write, display, exclusive_lock, lock_holder, planted
 from vaelab.presets import PAPER_K, changes, list_presets, load_preset, other_data, paper_cell, twin
 from vaelab.rundir import RunDir
-from vaelab.steps import check_compile
 from vaelab.training import resume, train
 from vaelab.trainlog import machines
 

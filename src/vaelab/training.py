@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vaelab.checkpoint import Checkpoint, Position, Run, load_checkpoint, load_run, save_checkpoint
+from vaelab.compiling import check_compile, compile_caveat, compiled, compiled_update, compiles_adam
 from vaelab.config import TrainConfig, stage_of
 from vaelab.data import (
     absolute_data_dir,
@@ -40,16 +41,7 @@ from vaelab.prepare import VALIDATION_STREAM, TrainData, load_data
 from vaelab.resources import ThreadTuner, check_fits, pinned_threads
 from vaelab.rundir import RunDir
 from vaelab.signals import stop_after_batch, stopped_by
-from vaelab.steps import (
-    Step,
-    Stepper,
-    check_compile,
-    compile_caveat,
-    compiled,
-    compiled_update,
-    compiles_adam,
-    graphs_wanted,
-)
+from vaelab.steps import Step, Stepper, graphs_wanted
 from vaelab.trainlog import describe_objective, format_row, log_header
 
 Echo = Callable[[str], Any]
@@ -82,11 +74,11 @@ def _architecture(config: TrainConfig, image_shape: tuple[int, ...]) -> VAEModel
 
 def build_optimizer(config: TrainConfig, model: VAEModel, device: torch.device) -> torch.optim.Optimizer:
     """Adam with the config's betas and epsilon, or centred RMSprop, as in the article; fused kernels where
-    PyTorch has them, or for --compile on a GPU a foreach Adam that torch.compile fuses (steps.compiles_adam).
+    PyTorch has them, or for --compile on a GPU a foreach Adam that torch.compile fuses (compiling.compiles_adam).
     The learning rate is the first epoch's; training sets each epoch's (TrainConfig.lr_at)."""
     params = list(model.parameters())
     lr = config.lr_at(1)
-    if compiles_adam(device, config.optimizer, config.compile):  # its step compiled: steps.compiled_update
+    if compiles_adam(device, config.optimizer, config.compile):  # its step compiled: compiling.compiled_update
         return torch.optim.Adam(params, lr=lr, betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps,
                                 foreach=True, capturable=device.type == "cuda")
     if config.optimizer == "adam":
@@ -111,7 +103,7 @@ def build_objective(config: TrainConfig) -> Objective:
 def train_step(model: VAEModel, optimizer: torch.optim.Optimizer, x: torch.Tensor, generator: torch.Generator,
                objective: Objective = elbo, *, update: Callable[[], object] | None = None) -> Terms:
     """One gradient step on the negative objective (for the ELBO, the article's `loss = -lowerBound`);
-    `update` in place of `optimizer.step` (a compiled one, steps.compiled_update)."""
+    `update` in place of `optimizer.step` (a compiled one, compiling.compiled_update)."""
     terms = objective(model, x, generator)
     loss = -terms.value.mean()
     optimizer.zero_grad(set_to_none=True)
