@@ -10,8 +10,8 @@
 #    repeats bit for bit); then bench/graph_check.py: whether the conv model's replays are its eager steps
 #    with cuDNN's deterministic kernels (if so, it may join steps.GRAPHED_MODELS);
 # 2. bench/bench_steps.py --device cuda: steps per second, plain eager loop vs vaelab eager vs graphed
-#    (and, with COMPILE=1, `vaelab train --compile`'s step and the compiled-Adam experiment, then
-#    bench/kernels_per_step.py: kernels and GPU time per step, eager and compiled);
+#    (and, with COMPILE=1, `vaelab train --compile`'s step with the fused and with the compiled Adam,
+#    the latter what it runs on a GPU, then bench/kernels_per_step.py: kernels and GPU time per step);
 # 3. the CELLs on the first STAGES stages of the paper's schedule (`vaelab reproduce iwae CELL`), scored
 #    with K = 5,000; their logs, configs, metrics and scores are packed into OUT/cells.tgz after each cell.
 #    With JOBS=N, all the CELLs in one `vaelab reproduce --jobs N` (N processes sharing the GPU), packed

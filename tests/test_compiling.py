@@ -30,7 +30,8 @@ def _quiet(line):
 @cxx
 def test_a_compiled_run_stays_within_rounding_of_the_eager_run_and_resumes_bit_for_bit(small_mnist, tmp_path,
                                                                                        monkeypatch):
-    config = TrainConfig(data_dir=str(small_mnist), latent_size=8, epochs=2, objective="iwae", samples=3)
+    config = TrainConfig(data_dir=str(small_mnist), latent_size=8, epochs=2, objective="iwae", samples=3,
+                         device="cpu")  # the C++ compiler's refusal below is a CPU's
     compiled = dataclasses.replace(config, compile=True)
     eager = train(config, tmp_path / "eager", echo=_quiet)
     lines = []

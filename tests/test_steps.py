@@ -148,8 +148,9 @@ def test_conv_training_on_cuda_repeats_bit_for_bit(small_mnist, tmp_path):
 
 
 @cuda
-def test_a_graphed_cuda_run_stopped_mid_epoch_resumes_bit_for_bit(small_mnist, tmp_path, monkeypatch):
-    config = _config(small_mnist, batch_size=20, binarization="dynamic", epochs=2)  # 50 steps an epoch
+@pytest.mark.parametrize("compile", [False, True])  # compiled: the objective and Adam's update
+def test_a_graphed_cuda_run_stopped_mid_epoch_resumes_bit_for_bit(small_mnist, tmp_path, monkeypatch, compile):
+    config = _config(small_mnist, batch_size=20, binarization="dynamic", epochs=2, compile=compile)  # 50 steps
     train(config, tmp_path / "straight", echo=lambda s: None)
     calls = {"n": 0}
     real_call = Stepper.__call__

@@ -298,7 +298,8 @@ def _add_reproduce_command(sub) -> None:
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="train N cells at once, in N processes (default: 1); each takes the next cell not taken")
     p.add_argument("--compile", action="store_true",
-                   help="new runs' objectives through torch.compile: faster steps, rounded otherwise (see "
+                   help="new runs' objectives (and on a GPU Adam's update) through torch.compile: faster GPU "
+                        "steps, rounded otherwise (see "
                         "`vaelab train --help`); a run already in OUT goes on as it started")
     p.add_argument("--table-only", action="store_true", help="train nothing: the table of what OUT holds")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
