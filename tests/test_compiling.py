@@ -11,6 +11,7 @@ import shutil
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 import vaelab.compiling as compiling_module
 from vaelab.checkpoint import load_checkpoint
@@ -78,7 +79,9 @@ def test_a_compiled_adam_update_is_adams_step_and_follows_each_new_learning_rate
     theirs.load_state_dict(ours.state_dict())
     options = {"lr": 1e-3, "betas": (0.99, 0.999), "eps": 5e-6, "foreach": True}
     a, b = torch.optim.Adam(ours.parameters(), **options), torch.optim.Adam(theirs.parameters(), **options)
+    torch._dynamo.reset()  # as each run does (compiling.compiled)
     update = compiled_update(a)
+    counters.clear()
     for lr in [1e-3, 1e-3, 1e-3, 1e-2, 1e-2, 3e-4]:
         for group in a.param_groups + b.param_groups:
             group["lr"] = lr
@@ -90,6 +93,24 @@ def test_a_compiled_adam_update_is_adams_step_and_follows_each_new_learning_rate
         for p, q in zip(ours.parameters(), theirs.parameters(), strict=True):  # the same arithmetic, to rounding
             torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)  # a stale rate: 1e-3
     assert a.state_dict()["param_groups"][0]["lr"] == 3e-4
+    assert counters["stats"]["unique_graphs"] == 3  # compiled once for each rate, not run as Python
+
+
+@cxx
+def test_a_compiled_adam_update_refuses_more_rates_than_it_keeps_naming_the_fix(monkeypatch):
+    monkeypatch.setattr(compiling_module, "RATES", 2)  # torch.compile would quietly run the third uncompiled
+    torch._dynamo.reset()  # as each run does (compiling.compiled): versions count across Adams in a process
+    model = torch.nn.Linear(3, 2)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=True)
+    update = compiled_update(optimizer)
+    for lr in (1e-3, 2e-3):
+        optimizer.param_groups[0]["lr"] = lr
+        update()
+    optimizer.param_groups[0]["lr"] = 3e-3
+    with pytest.raises(VaelabError, match=r"^Adam's compiled update has met 2 learning rates, .*--no-compile$"):
+        update()
 
 
 @cxx
@@ -121,6 +142,13 @@ def test_a_run_with_compiled_adam_resumes_bit_for_bit_across_a_new_rate_and_goes
     run = resume(tmp_path / "eager", stages=2, compile=True, echo=_quiet)
     group = load_checkpoint(run.path).optimizer_state["param_groups"][0]
     assert group["foreach"] and not group["fused"] and run.epoch == 4
+    monkeypatch.setattr(compiling_module, "COMPILED_ADAM_DEVICES", ())  # a compiled run with the fused Adam ...
+    train(dataclasses.replace(config, stages=1, epochs=None), tmp_path / "before", echo=_quiet)
+    monkeypatch.setattr(compiling_module, "COMPILED_ADAM_DEVICES", ("cpu",))  # ... where Adam compiles now
+    lines = []
+    resume(tmp_path / "before", stages=2, echo=lines.append)
+    assert ("continuing with a foreach Adam where the run so far used PyTorch's fused Adam: they round otherwise, "
+            "so from here on the run is not bit for bit what it would have been") in lines
 
 
 def test_compile_is_refused_naming_the_fix_without_a_compiler_or_on_mps(small_mnist, tmp_path, monkeypatch):

@@ -124,7 +124,8 @@ def _config(small_mnist, **kw):
 @cuda
 @pytest.mark.parametrize("variant", [{}, {"binarization": "dynamic", "batch_size": 20, "objective": "iwae",
                                           "samples": 5}, {"model": "mlp2", "hidden_size": 64}, {"model": "conv"},
-                                     {"batch_size": 20, "objective": "iwae", "samples": 5, "compile": True}])
+                                     {"batch_size": 20, "objective": "iwae", "samples": 5, "compile": True,
+                                      "lr_schedule": "iwae", "stages": 2, "epochs": None}])  # two rates
 def test_training_on_cuda_with_graphs_is_training_without_them(small_mnist, tmp_path, monkeypatch, variant):
     monkeypatch.setenv(GRAPHS_ENV, "0")
     train(_config(small_mnist, **variant), tmp_path / "eager", echo=lambda s: None)

@@ -27,6 +27,7 @@ from vaelab.objectives import Objective
 # 1.2-1.3 times as fast as the compiled objective with PyTorch's fused Adam, the largest kernel of a step; on
 # a CPU the fused kernel is about three times as fast as a compiled one (docs/benchmarks.md).
 COMPILED_ADAM_DEVICES = ("cuda",)
+RATES = 16  # learning rates a compiled Adam update is compiled for, at most (the IWAE schedule has 8)
 
 
 def compiled(objective: Objective, device: torch.device) -> Objective:
@@ -50,10 +51,24 @@ def compiles_adam(device: torch.device, optimizer: str, compile: bool) -> bool:
 def compiled_update(optimizer: torch.optim.Optimizer) -> Callable[[], object]:
     """`optimizer.step` through torch.compile, as `compiled` compiles the objective: the update's
     elementwise work over all the parameters in a few fused kernels. The learning rate is a constant of
-    the compiled code, so each new one compiles it again: eight times over the IWAE schedule, within the
-    eight versions of a function torch.compile keeps by default."""
+    the compiled code, so each new one compiles it again (eight times over the IWAE schedule). Up to
+    RATES versions are kept, and one more is refused with the fix, where torch.compile would quietly run
+    the update uncompiled from its ninth on, rounded otherwise, so a resumed run would not be bit for bit.
+    The versions of all Adams in a process count together, so call it after `compiled`, which clears them."""
     logging.getLogger("torch._dynamo.variables.ctx_manager").addFilter(_drop_profiler_note)
-    return torch.compile(optimizer.step, dynamic=False, options=_deterministic())
+    step = torch.compile(optimizer.step, dynamic=False, options=_deterministic())
+
+    def update() -> object:
+        try:
+            with torch._dynamo.config.patch(recompile_limit=RATES, fail_on_recompile_limit_hit=True):
+                return step()
+        except torch._dynamo.exc.FailOnRecompileLimitHit:
+            raise VaelabError(
+                f"Adam's compiled update has met {RATES} learning rates, as many as vaelab compiles it for; "
+                "resume the run with --no-compile"
+            ) from None
+
+    return update
 
 
 def _drop_profiler_note(record: logging.LogRecord) -> bool:
@@ -63,7 +78,7 @@ def _drop_profiler_note(record: logging.LogRecord) -> bool:
 
 
 def _deterministic() -> dict[str, bool]:
-    from torch._inductor import config  # imported on first use: `import vaelab.steps` stays light
+    from torch._inductor import config  # imported on first use: `import vaelab.compiling` stays light
 
     return {"deterministic": True} if hasattr(config, "deterministic") else {}
 

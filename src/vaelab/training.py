@@ -274,10 +274,7 @@ def _start(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, echo: Ec
             "run's own data, or start a new run"
         )
     model.load_state_dict(ckpt.model_state)
-    kernels = {key: session.optimizer.param_groups[0].get(key) for key in ("fused", "foreach", "capturable")}
-    session.optimizer.load_state_dict(ckpt.optimizer_state)
-    for group in session.optimizer.param_groups:  # as build_optimizer sets them here, whatever ran before
-        group.update(kernels)
+    _load_optimizer_state(session.optimizer, ckpt, config, echo)
     if not restore_generator(session.generator, ckpt.rng_state):  # a GPU run resumed on the CPU, or back
         redrawn = (f"; its test{' and validation' if data.valid is not None else ''} pixels are drawn again "
                    f"on {device.type} (dynamic binarization), so the test ELBO from here on is of other draws of "
@@ -291,6 +288,27 @@ def _start(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, echo: Ec
     where = f", batch {ckpt.position.batch}" if ckpt.position.batch else ""
     echo(f"resuming {run_dir} at epoch {ckpt.position.epoch + 1}{where}")
     return session
+
+
+def _load_optimizer_state(optimizer: torch.optim.Optimizer, ckpt: Checkpoint, config: TrainConfig,
+                          echo: Echo) -> None:
+    """The checkpoint's optimizer state, run with the kernels build_optimizer chose on this machine (fused,
+    foreach, capturable), whatever ran before: given before loading, so that PyTorch puts each step count
+    where those kernels want it. A change of kernels that no other message reports (a compiled run
+    resumed on another kind of device, or begun before --compile compiled Adam on a GPU) is said."""
+    fresh = optimizer.param_groups[0]
+    kernels = {key: fresh[key] for key in ("fused", "foreach", "capturable") if key in fresh}
+    saved = ckpt.optimizer_state["param_groups"]
+    optimizer.load_state_dict({**ckpt.optimizer_state, "param_groups": [{**group, **kernels} for group in saved]})
+    if (config.optimizer == "adam" and config.compile == ckpt.config.compile
+            and _adam_kind(saved[0]) != _adam_kind(kernels)):
+        echo(f"continuing with {_adam_kind(kernels)} where the run so far used {_adam_kind(saved[0])}: they round "
+             "otherwise, so from here on the run is not bit for bit what it would have been")
+
+
+def _adam_kind(group: dict[str, Any]) -> str:
+    return ("PyTorch's fused Adam" if group.get("fused") else "a foreach Adam" if group.get("foreach")
+            else "a per-tensor Adam")
 
 
 def _fit(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, *, progress: bool, echo: Echo) -> Run:
