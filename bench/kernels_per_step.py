@@ -1,5 +1,6 @@
 """How many GPU kernels one training step of an IWAE preset's model launches, and their summed GPU time:
-eagerly (what a CUDA graph replays) and with the objective through torch.compile.
+eagerly (what a CUDA graph replays) and compiled as `vaelab train --compile` compiles it on a GPU (the
+objective, and Adam's update).
 
     python3 bench/kernels_per_step.py [--cells vae-k1 iwae-k50] [--steps 20]
 
@@ -12,6 +13,7 @@ would make a step faster. This counts them with torch.profiler over `--steps` st
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 import torch
@@ -19,6 +21,7 @@ from bench_steps import preset_config
 from torch.profiler import ProfilerActivity, profile
 
 from vaelab.compiling import compiled as compile_objective
+from vaelab.compiling import compiled_update, compiles_adam
 from vaelab.data import grey_levels, load_split
 from vaelab.training import build_model, build_objective, build_optimizer, train_step
 
@@ -27,19 +30,21 @@ def kernels(x_grey: torch.Tensor, cell: str, steps: int, compiled: bool, mode: s
             table: bool = False) -> tuple[float, float]:
     """(kernels per step, microseconds of GPU kernel time per step) for `steps` steps of `cell`; `mode`:
     torch.compile's; `table`: also print the kernels that took the most time."""
-    config = preset_config(cell)
+    config = dataclasses.replace(preset_config(cell), compile=compiled)
     device = x_grey.device
     model = build_model(config, (28, 28), x_grey.mean(0).double().cpu()).to(device)
-    optimizer = build_optimizer(config, model, device)
-    objective = build_objective(config)
-    if compiled:  # as `vaelab train --compile` compiles it (compiling.compiled), in another mode if asked
+    optimizer = build_optimizer(config, model, device)  # for --compile on a GPU, a foreach Adam
+    objective, update = build_objective(config), None
+    if compiled:  # as `vaelab train --compile` compiles them (vaelab.compiling), in another mode if asked
         objective = torch.compile(objective, dynamic=False, mode=mode) if mode else compile_objective(objective, device)
+        if compiles_adam(device, config.optimizer, True):
+            update = compiled_update(optimizer)
     g = torch.Generator(device=device).manual_seed(0)
 
     def step(i: int) -> None:
         index = torch.arange(i * 20, (i + 1) * 20, device=device)
         x = torch.bernoulli(x_grey.index_select(0, index), generator=g)
-        train_step(model, optimizer, x, g, objective)
+        train_step(model, optimizer, x, g, objective, update=update)
 
     for i in range(5):  # warm-up: cuBLAS handles, Adam's state, compilation
         step(i)
