@@ -186,7 +186,8 @@ def main() -> None:
                         help="also time the plain loop on one CPU thread; compare vaelab with the faster plain loop")
     parser.add_argument("--plain-threads", type=int, metavar="N", help="the plain loop on N CPU threads only")
     parser.add_argument("--compile", action="store_true",
-                        help="also time the objective through torch.compile (graphed on a GPU): an experiment")
+                        help="also time the objective, then Adam's update too, through torch.compile (graphed on "
+                             "a GPU)")
     args = parser.parse_args()
     device = torch.device(args.device)
     x_grey = grey_levels(load_split("train").images).to(device)

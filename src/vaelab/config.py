@@ -127,8 +127,8 @@ class TrainConfig:
     device: str = _option("auto", "where to train: auto picks cuda, then mps, then cpu", DEVICES)
     compile: bool = _option(
         False, "run the objective (and on a GPU Adam's update) through torch.compile: on an H200 the one-layer "
-        "IWAE presets' steps ran 1.8-2.1x as fast (with torch.compile's defaults: docs/benchmarks.md; on a CPU no "
-        "faster, or slower); "
+        "IWAE presets' steps ran 1.8-2.1x the graphed eager step (with torch.compile's defaults: "
+        "docs/benchmarks.md; on a CPU no faster, or slower); "
         "rounded otherwise, so not bit for bit the eager run (a compiled run repeats and resumes bit for bit "
         "itself; each epoch's machine says 'torch.compile'); the first step compiles (half a minute or so)"
     )
