@@ -64,7 +64,7 @@ def compiled_update(optimizer: torch.optim.Optimizer) -> Callable[[], object]:
                 return step()
         except torch._dynamo.exc.FailOnRecompileLimitHit:
             raise VaelabError(
-                f"Adam's compiled update has met {RATES} learning rates, as many as vaelab compiles it for; "
+                f"Adam's compiled update has met more learning rates than the {RATES} vaelab compiles it for; "
                 "resume the run with --no-compile"
             ) from None
 
