@@ -10,8 +10,9 @@
 #    repeats bit for bit); then bench/graph_check.py: whether the conv model's replays are its eager steps
 #    with cuDNN's deterministic kernels (if so, it may join steps.GRAPHED_MODELS);
 # 2. bench/bench_steps.py --device cuda: steps per second, plain eager loop vs vaelab eager vs graphed
-#    (and, with COMPILE=1, `vaelab train --compile`'s step with the fused and with the compiled Adam,
-#    the latter what it runs on a GPU, then bench/kernels_per_step.py: kernels and GPU time per step);
+#    (and, with COMPILE=1, tests/test_steps.py's compiled runs, then `vaelab train --compile`'s step with
+#    the fused and with the compiled Adam, the latter what it runs on a GPU, then
+#    bench/kernels_per_step.py: kernels and GPU time per step);
 # 3. the CELLs on the first STAGES stages of the paper's schedule (`vaelab reproduce iwae CELL`), scored
 #    with K = 5,000; their logs, configs, metrics and scores are packed into OUT/cells.tgz after each cell.
 #    With JOBS=N, all the CELLs in one `vaelab reproduce --jobs N` (N processes sharing the GPU), packed
@@ -28,7 +29,8 @@ printf '#!/bin/sh\nexec python3 -m vaelab "$@"\n' > /tmp/vaelab && chmod +x /tmp
   python3 -c 'import torch; print("torch", torch.__version__, torch.version.cuda, torch.cuda.get_device_name())'
   nproc; } 2>&1 | tee "$out/machine.txt"
 
-if ! timeout 240 python3 -m pytest -q -p no:cacheprovider -rs tests/test_steps.py 2>&1 | tee "$out/test_steps.txt"
+if ! timeout 240 python3 -m pytest -q -p no:cacheprovider -rs -k "not compiled" tests/test_steps.py 2>&1 \
+    | tee "$out/test_steps.txt"
 then
   echo "graph tests failed: the cells run eagerly (VAELAB_CUDA_GRAPHS=0)"
   export VAELAB_CUDA_GRAPHS=0
@@ -36,6 +38,9 @@ fi
 timeout 60 python3 bench/graph_check.py --model conv 2>&1 | tee "$out/graph_check.txt"  # may conv be graphed?
 timeout 150 python3 bench/bench_steps.py --device cuda --steps 4000 2>&1 | tee "$out/bench_steps.txt"
 if [ "${COMPILE:-0}" = 1 ]; then  # torch.compile: compiling takes ~half a minute a cell and loop
+  # compiled runs (objective and Adam) with and without graphs, and stopped and resumed, bit for bit
+  timeout 300 python3 -m pytest -q -p no:cacheprovider -rs -k compiled tests/test_steps.py 2>&1 \
+    | tee "$out/test_steps_compiled.txt"
   timeout 240 python3 bench/bench_steps.py --device cuda --steps 3000 --samples 1 50 --compile 2>&1 \
     | grep -v -i warn | tee "$out/bench_compile.txt"
   timeout 100 python3 bench/kernels_per_step.py 2>&1 | grep -v -i warn | tee "$out/kernels.txt"

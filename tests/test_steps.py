@@ -125,7 +125,8 @@ def _config(small_mnist, **kw):
 @pytest.mark.parametrize("variant", [{}, {"binarization": "dynamic", "batch_size": 20, "objective": "iwae",
                                           "samples": 5}, {"model": "mlp2", "hidden_size": 64}, {"model": "conv"},
                                      {"batch_size": 20, "objective": "iwae", "samples": 5, "compile": True,
-                                      "lr_schedule": "iwae", "stages": 2, "epochs": None}])  # two rates
+                                      "lr_schedule": "iwae", "stages": 2, "epochs": None}],  # two rates
+                         ids=["mlp", "mlp-iwae-k5", "mlp2", "conv", "compiled-mlp-iwae-k5"])
 def test_training_on_cuda_with_graphs_is_training_without_them(small_mnist, tmp_path, monkeypatch, variant):
     monkeypatch.setenv(GRAPHS_ENV, "0")
     train(_config(small_mnist, **variant), tmp_path / "eager", echo=lambda s: None)
@@ -149,7 +150,7 @@ def test_conv_training_on_cuda_repeats_bit_for_bit(small_mnist, tmp_path):
 
 
 @cuda
-@pytest.mark.parametrize("compile", [False, True])  # compiled: the objective and Adam's update
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])  # the objective and Adam's update
 def test_a_graphed_cuda_run_stopped_mid_epoch_resumes_bit_for_bit(small_mnist, tmp_path, monkeypatch, compile):
     config = _config(small_mnist, batch_size=20, binarization="dynamic", epochs=2, compile=compile)  # 50 steps
     train(config, tmp_path / "straight", echo=lambda s: None)
