@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import gzip
 import html
+import importlib.util
 import json
 import os
 import re
 import signal
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -213,3 +216,16 @@ class Page:
         if ready is not None:
             self.page.wait_for_function(ready, timeout=20000)
         return self.page
+
+
+def load_bench(name: str) -> ModuleType:
+    """The script bench/NAME.py as a module (bench/ on the path while it loads: its scripts import each other)."""
+    folder = Path(__file__).resolve().parents[1] / "bench"
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(folder))

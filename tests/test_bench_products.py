@@ -1,25 +1,15 @@
 """bench/bench_products.py times the products a real step runs: the 17 of the one-layer model, at its shapes."""
 
-import importlib.util
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_products.py"
+from conftest import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCH.parent))  # it imports bench_steps beside it
-    try:
-        spec = importlib.util.spec_from_file_location("bench_products", BENCH)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH.parent))
-    return module
+    return load_bench("bench_products")
 
 
 def one_layer_products(k: int, batch: int = 20) -> Counter:

@@ -1,26 +1,15 @@
 """bench/step_parts.py times every part of vaelab's CPU step, and only those parts."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
+from conftest import load_bench
 from vaelab.data import grey_levels, load_split
-
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "step_parts.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCH.parent))  # it imports bench_steps beside it
-    try:
-        spec = importlib.util.spec_from_file_location("step_parts", BENCH)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCH.parent))
+    return load_bench("step_parts")
 
 
 def test_each_part_of_a_step_is_timed_and_the_objective_with_and_without_autograd(bench):

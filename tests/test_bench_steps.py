@@ -1,25 +1,19 @@
 """bench/bench_steps.py compares like with like: its plain loop's bound is vaelab's objective, cell by cell."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import load_bench
 from vaelab.config import TrainConfig
 from vaelab.data import grey_levels, load_split
 from vaelab.presets import load_preset
 from vaelab.training import build_model, build_objective
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_steps.py"
-
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_steps", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("bench_steps")
 
 
 @pytest.mark.parametrize("cell", ["vae-k1", "vae-k5", "iwae-k5", "vae-k50", "iwae-k50"])
