@@ -1,6 +1,5 @@
 """bench/step_parts.py times every part of vaelab's CPU step, and only those parts."""
 
-
 import pytest
 
 from conftest import load_bench
