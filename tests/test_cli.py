@@ -53,6 +53,11 @@ def test_train_then_eval(small_mnist, tmp_path, capsys):
 
     assert main(["eval", str(run), "--iw-k", "10"]) == 0
     table = capsys.readouterr().out
+    # a log shows no progress bar, so the first line says what is being scored (no judge for a folder's images)
+    assert table.startswith(f"{run}: scoring its test images on cpu (the ELBO, log p(x) with IW K=10 and active "
+                            "units); with a large K on a CPU this takes minutes\n")
+    assert main(["eval", str(run), "--iw-k", "0", "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith(f"{run}: epoch 2, step ")  # --quiet: straight to the scores
     from vaelab.evaluate import evaluate_run
 
     r = evaluate_run(run, iw_k=10, judge=False, save=False)  # the same scoring (seed 0), as numbers

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -340,7 +341,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"the checkpoint you score, score a copy: vaelab copy {display(args.run)} --out DIR",
               file=sys.stderr if args.json else sys.stdout, flush=True)
     r = evaluate_run(run, iw_k=args.iw_k, seed=args.seed, device=args.device,
-                     data_dir=args.data_dir, progress=progress, judge=False if args.no_judge else args.judge or True)
+                     data_dir=args.data_dir, progress=progress, judge=False if args.no_judge else args.judge or True,
+                     echo=None if progress or args.quiet else functools.partial(  # no bar shows that it works
+                         print, file=sys.stderr if args.json else sys.stdout, flush=True))
     if args.json:
         print(json.dumps(r.to_dict(per_image=False)))  # eval.json keeps each image's estimate too
         return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -192,13 +192,14 @@ def evaluate_run(
     save: bool = True,
     judge: str | Path | bool = True,
     judge_per_class: int = JUDGE_PER_CLASS,
+    echo: Callable[[str], Any] | None = None,
 ) -> EvalResult:
     """Score a run on its test images, binarized as in training; save eval.json.
 
     `judge` True scores generated images with the judge shipped for the run's dataset
     (none for kmnist or a folder: then `judge` is None in the result), a path with that
     judge file, False not at all (eval.json then keeps an earlier judge's scores of the
-    same weights). See `judge_run`.
+    same weights). See `judge_run`. `echo`, if given, is told first what is to be scored, and where.
 
     `path` may be a Run already loaded (its model is moved to `device`). The result names the weights
     (digest and step) and the test files it scored;
@@ -214,6 +215,8 @@ def evaluate_run(
     judged = find_judge(run, judge)
     codes = explore.encode_subset(run, n=JUDGE_STATS, seed=seed, data_dir=data_dir) if judged else None
     dev = resolve_device(device)
+    if echo is not None:
+        echo(scoring_line(path, iw_k, dev, judged=judged is not None))
     model = run.model.to(dev)
     split = load_split("test", data_dir if data_dir is not None else run.config.data_dir,
                        dataset=run.config.dataset, class_names=run.config.class_names)
@@ -334,6 +337,14 @@ def ink(means: torch.Tensor, binarization: str) -> torch.Tensor:
     (Bernoulli samples of the grey levels b / 255) gives the grey level itself, so the real images' cut
     applies: ink from THRESHOLD_BYTE / 255."""
     return means > 0.5 if binarization == "threshold" else means >= THRESHOLD_BYTE / 255
+
+
+def scoring_line(path: str | Path, iw_k: int, device: torch.device, *, judged: bool) -> str:
+    """What `evaluate_run` is about to do, for a log that shows no progress bar."""
+    parts = ["the ELBO", *([f"log p(x) with IW K={iw_k:,}"] if iw_k else []), "active units",
+             *(["the judge's scores of generated images"] if judged else [])]
+    return (f"{display(path)}: scoring its test images on {device.type} ({', '.join(parts[:-1])} and {parts[-1]}); "
+            "with a large K on a CPU this takes minutes")
 
 
 def check_iw_k(iw_k: int, noise_size: int | None = None) -> None:
