@@ -61,7 +61,7 @@ from vaelab.config import TrainConfig
 from vaelab.data import grey_levels, load_split
 from vaelab.presets import load_preset
 from vaelab.resources import ThreadTuner
-from vaelab.steps import Stepper
+from vaelab.steps import Step, Stepper
 from vaelab.training import build_model, build_objective, build_optimizer, sums_size, train_step
 
 FULL_SCHEDULE_STEPS = 3280 * 2980  # 3,280 passes over the presets' 59,600 training images in batches of 20
@@ -135,16 +135,17 @@ def _plain_steps(x_grey: torch.Tensor, k: int, iwae: bool, steps: int, generator
 
 
 def vaelab_loop(x_grey: torch.Tensor, config: TrainConfig, steps: int, generator: torch.Generator,
-                graphs: bool = False, compiled: bool = False, compiled_adam: bool = False, warmup: int = 0) -> float:
+                graphs: bool = False, compiled: bool = False, compiled_adam: bool = False, warmup: int = 0,
+                step: Step = train_step) -> float:
     """Seconds for `steps` of vaelab's training step, with the loop's batching and running sums, after
     `warmup` untimed steps. `compiled`: the objective through torch.compile; `compiled_adam`: Adam's step
     too (PyTorch's foreach Adam through torch.compile in place of the fused kernel). What `vaelab train
-    --compile` runs (the second on a GPU only); fused kernels round otherwise, so not bit for bit eager."""
+    --compile` runs (the second on a GPU only); fused kernels round otherwise, so not bit for bit eager.
+    `step`: another training step in place of vaelab's (bench/derived_step.py)."""
     device = x_grey.device
     model = build_model(config, (28, 28), x_grey.mean(0).double().cpu()).to(device)
     optimizer = build_optimizer(config, model, device)
     objective = compile_objective(build_objective(config), device) if compiled else build_objective(config)
-    step = train_step
     if compiled_adam:  # what `vaelab train --compile` runs on a GPU, here on any device
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr_at(1), betas=(config.adam_beta1,
                                      config.adam_beta2), eps=config.adam_eps, foreach=True,
@@ -160,11 +161,11 @@ def vaelab_loop(x_grey: torch.Tensor, config: TrainConfig, steps: int, generator
     perm = torch.randperm(n, generator=generator, device=device)
     threads = ThreadTuner(device)
     try:
-        for step in range(warmup + steps):
-            if step == warmup:
+        for i in range(warmup + steps):
+            if i == warmup:
                 _sync(device)
                 start = time.perf_counter()
-            b = step % (n // 20)
+            b = i % (n // 20)
             sums += stepper(perm[b * 20:(b + 1) * 20]).to(sums.dtype)
             threads.adjust()  # after every batch, as training does (training._train_epoch)
         _sync(device)
