@@ -8,7 +8,7 @@ script makes the same rows from the records alone (config.json, metrics.jsonl
 and eval.json), for runs kept without their weights, such as those a lent GPU
 machine sent back (docs/table1-runs/). Each run must have been trained from an
 `iwae/...` preset and scored with `vaelab eval RUN --iw-k 5000`. --compare adds
-the paper's comparisons among the runs (vaelab.reproduce.comparisons).
+the paper's comparisons among the runs (vaelab.papertable.comparisons).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from vaelab.config import TrainConfig
-from vaelab.reproduce import Cell, cell_from_records, comparisons, markdown_table, table_order
+from vaelab.papertable import Cell, cell_from_records, comparisons, markdown_table, table_order
 
 
 def cell(run: Path) -> Cell | None:
