@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import vaelab.evaluate as evaluate
+from vaelab.cli import main
 from vaelab.errors import VaelabError
 from vaelab.evalfile import EvalResult
 from vaelab.evaluate import elbo_terms, evaluate_model, iw_log_likelihood, mean_and_stderr
@@ -216,7 +217,26 @@ def test_other_data_are_scored_with_a_warning_naming_the_files(trained_run, tmp_
     with pytest.warns(DataMismatchWarning, match=r"t10k-images-idx3-ubyte: recorded [0-9a-f]{12}…, found"):
         result = evaluate.evaluate_run(run_path, iw_k=0, data_dir=str(other))
     assert result.n_images == 400 and result.data_matches_run is False
-    assert json.loads((run_path / "eval.json").read_text())["data_matches_run"] is False
+    assert json.loads((run_path / "eval.json").read_text())["data_matches_run"] is False  # nothing better to keep
+
+
+def test_scores_of_other_data_never_replace_the_runs_own(trained_run, tmp_path, capsys):
+    from conftest import write_mnist
+
+    other = write_mnist(tmp_path / "other", 1000, 400)
+    run_path = _copy(trained_run, tmp_path)
+    assert main(["eval", str(run_path), "--iw-k", "10", "--no-judge", "--quiet"]) == 0  # its own test files
+    own = (run_path / "eval.json").read_bytes()
+    assert json.loads(own)["iw_k"] == 10 and json.loads(own)["data_matches_run"] is True
+    capsys.readouterr()
+    assert main(["eval", str(run_path), "--iw-k", "0", "--no-judge", "--quiet", "--data-dir", str(other)]) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith("vaelab: warning: the test files differ") and err.endswith(
+        f"these scores are of other data, and are not saved: {run_path / 'eval.json'} keeps the scores of the "
+        "run's own test files\n")
+    assert "400 test images" in out  # scored and shown
+    assert out.endswith(f"  not saved: {run_path / 'eval.json'} keeps the scores of the run's own test files\n")
+    assert (run_path / "eval.json").read_bytes() == own  # untouched, byte for byte
 
 
 def test_the_iw_estimate_uses_the_cores_others_leave_free_and_the_same_numbers(monkeypatch, threads_asked):

@@ -368,6 +368,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
               + "   (lowest first, the layers below sampled)")
     print(f"  {judge_line(r.judge, run.config.dataset, skipped=args.no_judge)}")
     saved = read_eval(run)
+    if saved is not None and saved.data_sha256 != r.data_sha256:  # scores of other files: evaluate_run kept its own
+        print(f"  not saved: {display(Path(args.run) / 'eval.json')} keeps the scores of the run's own test files")
+        return 0
     kept = "" if saved is None or saved.iw_k == r.iw_k else (
         f" (keeping the IW estimate with K={saved.iw_k} made earlier for these weights)")
     print(f"  saved to {display(Path(args.run) / 'eval.json')}{kept}")

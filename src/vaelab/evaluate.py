@@ -200,6 +200,7 @@ def evaluate_run(
     (none for kmnist or a folder: then `judge` is None in the result), a path with that
     judge file, False not at all (eval.json then keeps an earlier judge's scores of the
     same weights). See `judge_run`. `echo`, if given, is told first what is to be scored, and where.
+    Scores of other test files than the run's own never replace an eval.json of its own.
 
     `path` may be a Run already loaded (its model is moved to `device`). The result names the weights
     (digest and step) and the test files it scored;
@@ -221,10 +222,13 @@ def evaluate_run(
     split = load_split("test", data_dir if data_dir is not None else run.config.data_dir,
                        dataset=run.config.dataset, class_names=run.config.class_names)
     differences = data_mismatches(run.data.get("sha256", {}), split.files)
+    old = read_eval(run) if save else None
+    keep_old = bool(differences) and old is not None and old.data_matches_run  # the run's own scores stay
     if differences:
         warnings.warn(f"the test files differ from the ones {display(path)} was trained with "
-                      f"({'; '.join(differences)}); these scores are of other data", DataMismatchWarning,
-                      stacklevel=2)
+                      f"({'; '.join(differences)}); these scores are of other data"
+                      + (f", and are not saved: {display(Path(path) / EVAL)} keeps the scores of the run's own "
+                         "test files" if keep_old else ""), DataMismatchWarning, stacklevel=2)
     x = binarize(split.images, run.config.binarization, test_pixels_generator(run, dev, seed)).to(dev)
     try:
         result = evaluate_model(model, x, iw_k=iw_k, seed=seed, epoch=run.epoch, progress=progress)
@@ -235,8 +239,7 @@ def evaluate_run(
         scores = judge_run(run, judged, codes.stats, split, data_dir=data_dir, seed=seed, per_class=judge_per_class)
     result = replace(result, step=run.step, weights_sha256=run.weights_sha256, data_sha256=split.files,
                      data_matches_run=not differences, judge=scores, test_pixels=test_pixels_words(run, dev, seed))
-    if save:
-        old = read_eval(run)
+    if save and not keep_old:
         kept = keep_larger_iw(result, old)
         if judge is False and old is not None and kept.data_sha256 == old.data_sha256:
             kept = replace(kept, judge=old.judge)  # --no-judge: keep the earlier judge's scores of these weights
