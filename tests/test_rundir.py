@@ -36,6 +36,10 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_run(tmp_path):
         (first.path / CHECKPOINT).write_bytes(b"x")
         with pytest.raises(VaelabError, match="being written by another"):
             RunDir.existing(tmp_path / "run")
+        if os.path.exists("/proc/locks"):  # where the trainer can be found: named, not "continue it with --resume"
+            with pytest.raises(VaelabError, match=rf"being written by another vaelab process \(pid {os.getpid()}\); "
+                                                  "wait for it to finish or stop it, or choose another --out"):
+                RunDir.new(tmp_path / "run")
     with RunDir.existing(tmp_path / "run"):  # released: resuming is fine now
         pass
     with pytest.raises(VaelabError, match="already holds a run"):

@@ -147,6 +147,9 @@ def _check_reusable(path: Path, *, locked: bool = True) -> None:
     except OSError as exc:
         raise VaelabError(f"cannot read --out {display(path)}: {exc.strerror}") from None
     if CHECKPOINT in names:
+        if not locked and trainer(path) is not None:  # a run still training: --resume would be refused too
+            raise RunBusy(f"{display(path)} is being written by another vaelab process{_holder(path)}; wait for "
+                          "it to finish or stop it, or choose another --out")
         raise VaelabError(
             f"{display(path)} already holds a run; continue it with `vaelab train --resume {display(path)} "
             "--epochs N`, or choose another --out"
