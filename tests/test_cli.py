@@ -201,6 +201,64 @@ def test_a_signal_saves_a_checkpoint_and_exits_quickly(sig, status, said, small_
     assert Path(run / "metrics.jsonl").read_text().count("\n") == ckpt.position.epoch
 
 
+@pytest.mark.parametrize("gap", [0.005, 0.05, 0.3])
+def test_ctrl_c_pressed_twice_is_one_ctrl_c(gap, small_mnist, tmp_path):
+    """A second Ctrl-C soon after the first waits with it for the batch (signals.REPEAT_S), and one that
+    comes while Python shuts down ends it quietly: a checkpoint of where it stopped, one line, no traceback."""
+    run = tmp_path / "run"
+    proc = _vaelab("train", "--data-dir", str(small_mnist), "--out", str(run), "--epochs", "100000",
+                   "--latent-size", "8")
+    deadline = time.monotonic() + 60
+    while not any(line.strip().startswith("2 ") for line in [proc.stdout.readline()]):
+        assert time.monotonic() < deadline and proc.poll() is None  # wait for epoch 2's row
+    proc.send_signal(signal.SIGINT)
+    time.sleep(gap)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    # 130, or killed by SIGINT itself when it came after Python's last moment of handling signals (a shell says 130)
+    assert proc.returncode in (130, -signal.SIGINT)
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert err.startswith("vaelab: stopped: interrupted (Ctrl-C) in epoch ") and "checkpoint is saved" in err, err
+    assert load_checkpoint(run).position.epoch >= 2
+
+
+def test_a_second_stop_signal_a_second_later_stops_at_once_and_says_what_was_kept(small_mnist, tmp_path,
+                                                                                   monkeypatch, capsys):
+    import vaelab.training as train_module
+    from vaelab import signals
+
+    clock = [0.0]
+    monkeypatch.setattr(signals.time, "monotonic", lambda: clock[0])
+    real_step, real_save, steps = train_module.train_step, train_module.save_checkpoint, [0]
+
+    def step(*args):
+        steps[0] += 1
+        if steps[0] == 5:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the 5th batch: stop after it
+        return real_step(*args)
+
+    def save(path, ckpt):
+        if steps[0] >= 5:  # the stop's save hangs, and the user presses Ctrl-C again a second later
+            clock[0] += signals.REPEAT_S
+            os.kill(os.getpid(), signal.SIGINT)
+        real_save(path, ckpt)
+
+    monkeypatch.setattr(train_module, "train_step", step)
+    monkeypatch.setattr(train_module, "save_checkpoint", save)
+    run = tmp_path / "run"
+    assert _train(["--out", str(run), "--epochs", "2"], small_mnist) == 130
+    err = capsys.readouterr().err
+    assert err == (f"vaelab: stopped: interrupted (Ctrl-C), then again: stopped at once; {run} keeps its last "
+                   f"checkpoint (the batches since are lost): continue with `vaelab train --resume {run} --epochs "
+                   "2`\n")
+    assert load_checkpoint(run).position.step == 0  # the checkpoint before the stop's save, intact
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(train_module, "train_step", real_step)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert load_checkpoint(run).position.epoch == 2
+
+
 def _python_start_up() -> float:
     """Seconds from starting Python to vaelab's signal handling, on this machine now: ~50 ms idle, several
     times that on a busy one. A signal before it gets Python's own traceback (vaelab/__main__.py)."""

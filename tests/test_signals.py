@@ -7,8 +7,9 @@ import threading
 
 import pytest
 
+from vaelab import signals
 from vaelab.errors import Stopped
-from vaelab.signals import STOP, deferred, raising, report, stop_after_batch, stopped_by
+from vaelab.signals import REPEAT_S, STOP, deferred, raising, report, stop_after_batch, stopped_by
 
 
 @pytest.fixture
@@ -44,13 +45,19 @@ def test_a_deferred_block_without_signals_ends_quietly_and_an_error_in_it_passes
         raise ValueError("inside")
 
 
-def test_the_first_signal_asks_training_to_stop_after_its_batch_and_a_second_stops_at_once(handlers):
+def test_the_first_signal_asks_training_to_stop_after_its_batch_and_a_later_second_stops_at_once(handlers,
+                                                                                                monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(signals.time, "monotonic", lambda: clock[0])
     with stop_after_batch() as stop:
         assert stop() == 0
         _send(signal.SIGTERM)
         assert stop() == signal.SIGTERM
+        clock[0] += 0.02
+        _send(signal.SIGINT)  # 20 ms on: the same Ctrl-C pressed twice, which waits with the first for the batch
+        clock[0] += REPEAT_S - 0.02
         with pytest.raises(KeyboardInterrupt):
-            _send(signal.SIGINT)
+            _send(signal.SIGINT)  # a second on: the save hangs, say; stop at once
     assert stop() == signal.SIGTERM
 
 

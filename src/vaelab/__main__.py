@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 try:
-    from vaelab.signals import deferred, report
+    from vaelab.signals import deferred, exit_at_signal, report
 except KeyboardInterrupt:  # a Ctrl-C while the signal handling itself loads
     print("vaelab: interrupted", file=sys.stderr)
     raise SystemExit(130) from None
@@ -26,7 +26,9 @@ def main() -> int:
         line, status = report(exc)
         print(line, file=sys.stderr)
         return status
-    return run()
+    status = run()
+    exit_at_signal(status)  # a Ctrl-C while Python shuts down: no traceback from its cleanup
+    return status
 
 
 if __name__ == "__main__":

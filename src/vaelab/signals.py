@@ -12,13 +12,17 @@ the script.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from vaelab.errors import Stopped
 
 STOP = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+REPEAT_S = 1.0  # a second signal this soon after the first is the same Ctrl-C pressed twice, not a new demand
 
 
 def _ours() -> list[int]:
@@ -92,15 +96,37 @@ def stop_after_batch() -> Iterator[Callable[[], int]]:
     """Turn the first Ctrl-C, SIGTERM or SIGHUP into a request to stop after the current batch (training).
 
     Yields a function that returns the signal's number once one has arrived, else 0.
-    A second signal interrupts at once (the last checkpoint on disk stays intact).
+    A second signal, once REPEAT_S has passed since the first, interrupts at once (the last checkpoint on
+    disk stays intact); one sooner is the first's key pressed twice, and waits with it for the batch.
     """
-    received = 0
+    received, first = 0, 0.0
 
     def handler(signum, frame):
-        nonlocal received
-        if received:
+        nonlocal received, first
+        if not received:
+            received, first = signum, time.monotonic()
+        elif time.monotonic() - first >= REPEAT_S:
             raise KeyboardInterrupt
-        received = signum
 
     with _handled(handler) as ours:
         yield (lambda: received) if ours else (lambda: 0)
+
+
+def exit_at_signal(status: int) -> None:
+    """From now on (a command that has done its work, while Python shuts down), a stop signal ends the
+    process at once with `status`, or 128 + its number if `status` is 0: never a traceback from a cleanup
+    the signal cut short."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing left to keep
+            pass
+
+    def leave(signum, frame):
+        os._exit(status or 128 + signum)
+
+    for sig in _ours():
+        try:
+            signal.signal(sig, leave)
+        except ValueError:  # not the main thread
+            return

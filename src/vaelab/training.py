@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -337,7 +337,7 @@ def _fit(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, *, progres
                         sums_size(config), graphs=graphs_wanted(device, config.model, config.optimizer),
                         batch_size=config.batch_size)
     s.threads = ThreadTuner(device)
-    with stop_after_batch() as stop, _restoring(s.threads):
+    with stop_after_batch() as stop, _restoring(s.threads), _stopped_at_once(stop, run_dir, config):
         while s.position.epoch < config.epochs:
             started = time.perf_counter()
             set_epoch_lr(s)
@@ -360,6 +360,20 @@ def _fit(run_dir: Path, config: TrainConfig, ckpt: Checkpoint | None, *, progres
             s.save()
             echo(format_row(s.metrics[-1]))
     return load_run(run_dir)
+
+
+@contextmanager
+def _stopped_at_once(stop: Callable[[], int], run_dir: Path, config: TrainConfig) -> Iterator[None]:
+    """A second stop signal (`signals.stop_after_batch`) said as such: what was kept, and how to go on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not stop():
+            raise
+        raise TrainingInterrupted(
+            f"{stopped_by(stop())}, then again: stopped at once; {display(run_dir)} keeps its last checkpoint "
+            f"(the batches since are lost): continue with `vaelab train --resume {display(run_dir)} --epochs "
+            f"{config.epochs}`", exit_code=128 + stop()) from None
 
 
 def _train_epoch(s: _Session, stop: Callable[[], int], progress: bool) -> bool:
