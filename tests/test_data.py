@@ -479,7 +479,7 @@ def test_kmnist_is_verified_by_size_and_labels(tmp_path, monkeypatch):
         load_split("test", tmp_path, dataset="kmnist")
     path.write_bytes(gzip.compress(idx_bytes(np.array([0, 1, 2], np.uint8))))
     with pytest.raises(VaelabError, match=f"{path} holds 11 bytes, not the 12 of the genuine Kuzushiji-MNIST file "
-                                          f"{TEST_LABELS}; give --data-dir a folder of the genuine Kuzushiji-MNIST files"):
+                                          f"{TEST_LABELS}; give --data-dir a folder of the genuine Kuzushiji-MNIST"):
         load_split("test", tmp_path, dataset="kmnist")
 
 

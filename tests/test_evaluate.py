@@ -255,3 +255,15 @@ def test_the_iw_estimate_uses_the_cores_others_leave_free_and_the_same_numbers(m
         assert seen[-5:] == [int(threads)] * 5  # asked before each of the 5 batches, as VAELAB_THREADS pins
     assert torch.get_num_threads() == before  # given back afterwards
     assert torch.equal(estimates["1"], estimates["2"])  # one thread or two: the same numbers
+
+
+def test_the_line_said_before_scoring_names_the_work_and_warns_of_minutes_only_where_likely():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert evaluate.scoring_line("runs/x", 5000, cpu, judged=True) == (
+        "runs/x: scoring its test images on cpu (the ELBO, log p(x) with IW K=5,000, active units and the judge's "
+        "scores of generated images); on a CPU this takes minutes")
+    assert evaluate.scoring_line("runs/x", 0, cpu, judged=False) == (
+        "runs/x: scoring its test images on cpu (the ELBO and active units)")
+    assert evaluate.scoring_line("runs/x", 999, cpu, judged=False).endswith("active units)")
+    assert evaluate.scoring_line("runs/x", 5000, gpu, judged=False).endswith("on cuda (the ELBO, log p(x) with "
+                                                                             "IW K=5,000 and active units)")

@@ -64,6 +64,7 @@ MAX_BLOCK = 1 << 20
 MAX_NOISE = 1 << 22  # largest (K, B, L) block of noise drawn at once
 JUDGE_STATS = 10000  # training images behind the class statistics of generation, as the figures use
 JUDGE_PER_CLASS = 1000  # generated images per class: 10,000 for 10 classes, as many as the test images
+SLOW_IW_K = 1000  # on a CPU an IW estimate this large takes minutes (the article's model: about one at 1,000)
 
 
 def _batches(n: int, size: int) -> Iterator[slice]:
@@ -216,8 +217,6 @@ def evaluate_run(
     judged = find_judge(run, judge)
     codes = explore.encode_subset(run, n=JUDGE_STATS, seed=seed, data_dir=data_dir) if judged else None
     dev = resolve_device(device)
-    if echo is not None:
-        echo(scoring_line(path, iw_k, dev, judged=judged is not None))
     model = run.model.to(dev)
     split = load_split("test", data_dir if data_dir is not None else run.config.data_dir,
                        dataset=run.config.dataset, class_names=run.config.class_names)
@@ -230,6 +229,8 @@ def evaluate_run(
                       + (f", and are not saved: {display(Path(path) / EVAL)} keeps the scores of the run's own "
                          "test files" if keep_old else ""), DataMismatchWarning, stacklevel=2)
     x = binarize(split.images, run.config.binarization, test_pixels_generator(run, dev, seed)).to(dev)
+    if echo is not None:
+        echo(scoring_line(path, iw_k, dev, judged=judged is not None))
     try:
         result = evaluate_model(model, x, iw_k=iw_k, seed=seed, epoch=run.epoch, progress=progress)
     except Diverged as exc:
@@ -346,8 +347,8 @@ def scoring_line(path: str | Path, iw_k: int, device: torch.device, *, judged: b
     """What `evaluate_run` is about to do, for a log that shows no progress bar."""
     parts = ["the ELBO", *([f"log p(x) with IW K={iw_k:,}"] if iw_k else []), "active units",
              *(["the judge's scores of generated images"] if judged else [])]
-    return (f"{display(path)}: scoring its test images on {device.type} ({', '.join(parts[:-1])} and {parts[-1]}); "
-            "with a large K on a CPU this takes minutes")
+    slow = "; on a CPU this takes minutes" if iw_k >= SLOW_IW_K and device.type == "cpu" else ""
+    return f"{display(path)}: scoring its test images on {device.type} ({', '.join(parts[:-1])} and {parts[-1]}){slow}"
 
 
 def check_iw_k(iw_k: int, noise_size: int | None = None) -> None:

@@ -73,8 +73,8 @@ def score_cell(path: Path, *, iw_k: int = PAPER_K, device: str = "auto", data_di
     run = load_run(path)
     scores = read_eval(run)
     if scores is None or scores.log_likelihood is None or scores.iw_k < iw_k or not scores.data_matches_run:
-        echo(f"{display(path)}: scoring log p(x) with IW K={iw_k:,} (on a 2-core CPU some 5 to 30 minutes, "
-             "on a GPU under one)")
+        echo(f"{display(path)}: scoring log p(x) with IW K={iw_k:,}"
+             + (" (on a 2-core CPU some 5 to 30 minutes, on a GPU under one)" if iw_k >= PAPER_K else ""))
         scores = evaluate_run(run, iw_k=iw_k, device=device, data_dir=data_dir, progress=progress, judge=False)
         what = "scored"
     else:
