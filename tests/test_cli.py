@@ -106,7 +106,7 @@ def test_resume_from_the_command_line(small_mnist, tmp_path, capsys):
         (["train", "--data-dir", "/no/such/dir"], "/no/such/dir does not exist"),
         (["train", "--config", "/no/such.toml"], "config file /no/such.toml does not exist"),
         (["eval", "/no/such/run"], "no run at /no/such/run"),
-        (["eval", "RUN", "--iw-k", "-1"], "--iw-k must be between 1 (or 0 to skip the IW estimate), got -1"),
+        (["eval", "RUN", "--iw-k", "-1"], "--iw-k must be at least 1 (or 0 to skip the IW estimate), got -1"),
         (["train", "--latent-size", "20000"], "--latent-size) must be at most 10,000"),
         (["train", "--hidden-size", "100000"], "needs about 309.6 GiB of memory"),
         (["train", "--seed", str(2**64)], "--seed) must be an integer from 0 to 9223372036854775807"),

@@ -356,5 +356,5 @@ def check_iw_k(iw_k: int, noise_size: int | None = None) -> None:
     would not fit in memory."""
     limit = None if noise_size is None else MAX_NOISE // noise_size
     if iw_k < 0 or (limit is not None and iw_k > limit):
-        where = "" if limit is None else f" and {limit:,} for {noise_size} latent units"
-        raise VaelabError(f"--iw-k must be between 1{where} (or 0 to skip the IW estimate), got {iw_k}")
+        bound = "at least 1" if limit is None else f"between 1 and {limit:,} for {noise_size} latent units"
+        raise VaelabError(f"--iw-k must be {bound} (or 0 to skip the IW estimate), got {iw_k}")
