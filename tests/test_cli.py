@@ -376,7 +376,7 @@ def test_copy_and_eval_say_when_the_run_is_still_training(trained_run, tmp_path,
     with RunDir.existing(copy):
         assert main(["eval", str(copy), "--iw-k", "0", "--no-judge"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"{copy} is still training (pid {os.getpid()}): scoring its checkpoint of epoch 3, ")
+    assert out.startswith(f"{copy} is still training (pid {os.getpid()}): scoring its checkpoint at epoch 3, ")
     assert f"score a copy: vaelab copy {copy} --out DIR\n" in out
     assert main(["eval", str(copy), "--iw-k", "0", "--no-judge"]) == 0  # nobody trains it now: nothing said
     assert "still training" not in capsys.readouterr().out
@@ -397,6 +397,8 @@ def test_a_copy_of_a_run_stopped_mid_epoch_says_where_and_resumes_as_the_origina
     capsys.readouterr()
     assert main(["copy", str(run), "--out", str(copy)]) == 0
     assert capsys.readouterr().out.startswith(f"copied {run} to {copy}: 5 batches into epoch 1 of 2, step 5, ")
+    assert main(["eval", str(copy), "--iw-k", "0", "--no-judge", "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith(f"{copy}: 5 batches into epoch 1, step 5, weights ")  # as copy says
     for path in (run, copy):
         assert main(["train", "--resume", str(path), "--quiet"]) == 0
     a, b = load_checkpoint(run), load_checkpoint(copy)

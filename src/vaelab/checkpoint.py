@@ -98,6 +98,12 @@ class Run:
     data: dict[str, Any]
     step: int = 0  # optimizer steps behind these weights
     weights_sha256: str = ""  # digest of exactly these weights: scores and figures name it
+    batch: int = 0  # batches into epoch `epoch` + 1 when stopped mid-epoch, else 0
+
+    @property
+    def where(self) -> str:
+        """Where these weights stand, in words: "epoch 10", or "144 batches into epoch 1" mid-epoch."""
+        return f"{self.batch:,} batches into epoch {self.epoch + 1:,}" if self.batch else f"epoch {self.epoch:,}"
 
 
 # --- writing --------------------------------------------------------------------
@@ -225,6 +231,7 @@ def load_run(path: str | Path, *, device: str | torch.device = "cpu") -> Run:
         data=ckpt.data,
         step=ckpt.position.step,
         weights_sha256=weights_digest(ckpt.model_state),
+        batch=ckpt.position.batch,
     )
 
 

@@ -336,8 +336,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     training = still_training(args.run)
     if training:  # said first: the scoring may take a while
-        print(f"{training}: scoring its checkpoint of epoch "
-              f"{run.epoch:,}, which its next checkpoint will replace (eval.json is then out of date); to keep "
+        print(f"{training}: scoring its checkpoint at {run.where}, which its next checkpoint will replace (eval.json is then out of date); to keep "
               f"the checkpoint you score, score a copy: vaelab copy {display(args.run)} --out DIR",
               file=sys.stderr if args.json else sys.stdout, flush=True)
     r = evaluate_run(run, iw_k=args.iw_k, seed=args.seed, device=args.device,
@@ -347,7 +346,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(r.to_dict(per_image=False)))  # eval.json keeps each image's estimate too
         return 0
-    print(f"{display(args.run)}: epoch {r.epoch}, step {r.step}, weights {r.weights_sha256[:12]}, "
+    print(f"{display(args.run)}: {run.where}, step {r.step}, weights {r.weights_sha256[:12]}, "
           f"{r.n_images} test images, seed {r.seed} (nats per image)")
     print(f"  ELBO                   {r.elbo:9.2f} ± {r.elbo_stderr:.2f}"
           f"   (reconstruction {r.loglike:.2f}, KL {r.kl:.2f})")
