@@ -302,7 +302,16 @@ def test_read_config_file_missing(tmp_path):
 def test_read_config_file_folder(tmp_path):
     with pytest.raises(VaelabError) as info:
         read_config_file(tmp_path)
-    assert str(tmp_path) in str(info.value)
+    assert str(info.value) == f"config file {tmp_path} is a folder; give --config a .toml or .json file"
+
+
+@pytest.mark.parametrize("name", ["c.yaml", "c.YML"])
+def test_a_yaml_config_is_named_as_such_not_as_bad_json(tmp_path, name):
+    path = tmp_path / name
+    path.write_text("epochs: 3\n")
+    with pytest.raises(VaelabError, match=f"config file {path} is YAML, which vaelab does not read; write it as TOML "
+                                          r"\(\.toml\) or JSON \(\.json\)"):
+        read_config_file(path)
 
 
 @pytest.mark.parametrize(

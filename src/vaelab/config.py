@@ -260,8 +260,13 @@ class TrainConfig:
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The raw mapping in a TOML or JSON config file, with a clear error if unreadable."""
     path = Path(path)
+    if path.is_dir():
+        raise VaelabError(f"config file {path} is a folder; give --config a .toml or .json file")
     if not path.is_file():
         raise VaelabError(f"config file {path} does not exist; check the path given to --config")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        raise VaelabError(f"config file {path} is YAML, which vaelab does not read; write it as TOML (.toml) or "
+                          "JSON (.json)")
     try:
         text = path.read_text(encoding="utf-8")
         if path.suffix == ".toml":
@@ -269,7 +274,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         else:
             values = json.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        kind = "TOML" if path.suffix == ".toml" else "JSON"
+        kind = "TOML" if path.suffix == ".toml" else "JSON (a file not named .toml is read as JSON)"
         raise VaelabError(f"config file {path} is not valid {kind}: {exc}") from None
     if not isinstance(values, dict):
         raise VaelabError(f"config file {path} must hold a table of keys, not {type(values).__name__}")
