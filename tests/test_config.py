@@ -9,7 +9,7 @@ import math
 import pytest
 
 from vaelab.config import TrainConfig, read_config_file
-from vaelab.config_checks import flag
+from vaelab.config_checks import flag, shown
 from vaelab.errors import VaelabError
 
 
@@ -195,7 +195,21 @@ def test_wrong_type_rejected(field, value):
     with pytest.raises(VaelabError, match="must be") as info:
         TrainConfig(**{field: value})
     message = str(info.value)
-    assert field in message and flag(field) in message and repr(value) in message
+    assert field in message and flag(field) in message and message.endswith(", got " + shown(value))
+
+
+@pytest.mark.parametrize("field, value, said", [
+    ("hidden_size", "512,256", 'hidden_size (--hidden-size) must be a whole number or a list of whole numbers such as '
+                               '[512, 256] or left out (its default), got the string "512,256"'),
+    ("lr", True, "lr (--lr) must be a number, got true"),
+    ("batch_size", None, "batch_size (--batch-size) must be a whole number, got null"),
+    ("lr", "0.01", 'lr (--lr) must be a number, got the string "0.01"'),
+    ("epochs", 10.5, "epochs (--epochs) must be a whole number or left out (its default), got 10.5"),
+])
+def test_a_wrong_type_is_said_as_a_config_file_writes_it(field, value, said):
+    with pytest.raises(VaelabError) as info:
+        TrainConfig(**{field: value})
+    assert str(info.value) == said
 
 
 def test_wrong_type_from_file(tmp_path):

@@ -336,7 +336,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     training = still_training(args.run)
     if training:  # said first: the scoring may take a while
-        print(f"{training}: scoring its checkpoint at {run.where}, which its next checkpoint will replace (eval.json is then out of date); to keep "
+        print(f"{training}: scoring its checkpoint at {run.where}, which its next checkpoint will replace "
+              "(eval.json is then out of date); to keep "
               f"the checkpoint you score, score a copy: vaelab copy {display(args.run)} --out DIR",
               file=sys.stderr if args.json else sys.stdout, flush=True)
     r = evaluate_run(run, iw_k=args.iw_k, seed=args.seed, device=args.device,

@@ -7,6 +7,7 @@ one line, so a config file or a command line is fixed in one go.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import typing
 from typing import Any
@@ -44,9 +45,8 @@ def check_types(config: Any) -> None:
             value = tuple(value)
             object.__setattr__(config, f.name, value)  # JSON and TOML give lists
         if not any(_is_a(value, t) for t in allowed if t is not type(None)):
-            raise VaelabError(
-                f"{f.name} ({flag(f.name)}) must be {' or '.join(_type_name(t) for t in allowed)}, got {value!r}"
-            )
+            raise VaelabError(f"{f.name} ({flag(f.name)}) must be {' or '.join(_type_name(t) for t in allowed)}, "
+                              f"got {shown(value)}")
 
 
 def _is_a(value: Any, kind: Any) -> bool:
@@ -56,12 +56,28 @@ def _is_a(value: Any, kind: Any) -> bool:
     return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
 
 
+TYPE_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false",
+              type(None): "left out (its default)"}
+
+
 def _type_name(kind: Any) -> str:
-    if kind is type(None):
-        return "none"
+    """A field's type as a config file writes it (TOML or JSON), not as Python names it."""
     if typing.get_origin(kind) is tuple:
-        return f"a list of {typing.get_args(kind)[0].__name__}"
-    return kind.__name__
+        return "a list of whole numbers such as [512, 256]"
+    return TYPE_NAMES.get(kind, kind.__name__)
+
+
+def shown(value: Any) -> str:
+    """A value as a config file (TOML or JSON) writes it: true, null, [512, 256], "0.01" (a string)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"the string {json.dumps(value)}"
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(shown(v) for v in value) + "]"
+    return repr(value)
 
 
 def check_values(c: Any) -> None:
