@@ -4,6 +4,7 @@ import json
 import math
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,13 +104,13 @@ def test_runs_that_cannot_be_compared_image_by_image_say_what_to_run(two_runs, t
     (old / "eval.json").unlink()
     assert main(["compare", str(a), str(old)]) == 2
     assert capsys.readouterr().err == (f"vaelab: error: {old}/eval.json does not exist; score the run first: "
-                                       f"vaelab eval {old} --iw-k 5000\n")
+                                       f"vaelab eval {old} --iw-k 5\n")  # as the other run was: they then compare
     with RunDir.existing(old):  # as `vaelab train --resume` holds it: the way out is a copy
         assert main(["compare", str(a), str(old)]) == 2
     if os.path.exists("/proc/locks"):
         assert capsys.readouterr().err == (f"vaelab: error: {old}/eval.json does not exist; it is still training, "
                                            f"so score a copy: vaelab copy {old} --out DIR, then vaelab eval DIR "
-                                           "--iw-k 5000\n")
+                                           "--iw-k 5\n")
     assert main(["compare", str(a), str(tmp_path / "missing")]) == 2
     assert "no run at" in capsys.readouterr().err
 
@@ -156,3 +157,16 @@ def test_runs_on_differently_binarized_images_are_refused_and_other_draws_are_sa
     with pytest.raises(VaelabError, match="test_pixels must be null or a string"):
         (dynamic[1] / "eval.json").write_text(json.dumps({**scored, "test_pixels": 5}))
         compare_runs(dynamic[0], dynamic[1])
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_runs_of_two_named_datasets_are_refused_by_name(tmp_path):
+    runs = []
+    for dataset in ("mnist", "fashion-mnist"):
+        runs.append(tmp_path / dataset)
+        train(TrainConfig(dataset=dataset, latent_size=2, hidden_size=8, epochs=1), runs[-1], echo=lambda s: None)
+    with pytest.raises(VaelabError, match=rf"^{runs[0]} was trained on MNIST and {runs[1]} on Fashion-MNIST: their "
+                                          "log-likelihoods are of different data and cannot be compared; compare "
+                                          "runs of one dataset$"):
+        compare_runs(*runs)  # said before anything about their scores (neither is scored)

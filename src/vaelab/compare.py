@@ -16,10 +16,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from vaelab.catalog import DATASETS
 from vaelab.checkpoint import Run, load_run
 from vaelab.errors import VaelabError
 from vaelab.evalfile import EvalResult, paired_stderr, read_eval
 from vaelab.files import display
+from vaelab.presets import PAPER_K
 from vaelab.rundir import still_training
 
 
@@ -44,23 +46,37 @@ class Comparison:
         return "ahead" if self.difference > 0 else "behind"
 
 
-def scores_of(run: Run, path: str | Path) -> EvalResult:
+def scores_of(run: Run, path: str | Path, iw_k: int | None = None) -> EvalResult:
     """The scores of the run (at `path`) of its current weights, with each test image's IW estimate; else a
-    VaelabError saying what to run."""
+    VaelabError saying what to run (with `--iw-k iw_k` if given: the other run's K, so the two compare)."""
+    k = "" if iw_k is None else f" --iw-k {iw_k}"
     try:
         scores = read_eval(run, strict=True)
     except ValueError as exc:
         fix = (f"it is still training, so score a copy: vaelab copy {display(path)} --out DIR, then vaelab eval "
-               "DIR --iw-k 5000" if still_training(path) else
-               f"score the run first: vaelab eval {display(path)} --iw-k 5000")
+               f"DIR{k}" if still_training(path) else f"score the run first: vaelab eval {display(path)}{k}")
         raise VaelabError(f"{exc}; {fix}") from None
     if scores.log_likelihood is None:
         raise VaelabError(f"{display(path)} was scored without an IW estimate (--iw-k 0); score it: "
-                          f"vaelab eval {display(path)} --iw-k 5000")
+                          f"vaelab eval {display(path)}{k or ' --iw-k 1000'}")
     if scores.log_likelihood_per_image is None:
         raise VaelabError(f"{display(path)}/eval.json predates per-image estimates; score it again to keep them "
                           f"(the same seed gives the same estimate): vaelab eval {display(path)} --iw-k {scores.iw_k}")
     return scores
+
+
+def _k_to_match(other: Run) -> int | None:
+    """The K to score a run with so that it compares with `other`: other's own, if scored; the paper's for a
+    preset run; else None (eval's default)."""
+    scores = read_eval(other)
+    if scores is not None and scores.log_likelihood is not None:
+        return scores.iw_k
+    return PAPER_K if other.config.preset else None
+
+
+def dataset_title(name: str) -> str:
+    """A named dataset as people call it: "MNIST", "Fashion-MNIST"."""
+    return DATASETS[name].title
 
 
 def test_pixels(run: Run, scores: EvalResult) -> str:
@@ -86,7 +102,11 @@ def compare_runs(first: str | Path, second: str | Path) -> Comparison:
     differences are independent and their spread is still the difference's standard error; the
     comparison says so (`different_draws`)."""
     run_a, run_b = load_run(first), load_run(second)
-    a, b = scores_of(run_a, first), scores_of(run_b, second)
+    if run_a.config.dataset != run_b.config.dataset and {run_a.config.dataset, run_b.config.dataset} <= DATASETS.keys():
+        raise VaelabError(f"{display(first)} was trained on {dataset_title(run_a.config.dataset)} and "
+                          f"{display(second)} on {dataset_title(run_b.config.dataset)}: their log-likelihoods are "
+                          "of different data and cannot be compared; compare runs of one dataset")
+    a, b = scores_of(run_a, first, _k_to_match(run_b)), scores_of(run_b, second, _k_to_match(run_a))
     if run_a.config.binarization != run_b.config.binarization:
         raise VaelabError(f"{display(first)} was trained and scored on {run_a.config.binarization}-binarized images "
                           f"and {display(second)} on {run_b.config.binarization}-binarized ones: their "
