@@ -112,7 +112,7 @@ def test_a_judge_file_round_trips(trained_judge, tiny_judge, small_mnist):
     assert len(again.sha256) == 64
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "metadata"])
+@pytest.mark.parametrize("damage", ["truncate", "flip", "metadata"])
 def test_a_damaged_judge_file_is_one_line(tiny_judge, tmp_path, damage):
     path, _ = tiny_judge
     raw = bytearray(path.read_bytes())
@@ -120,8 +120,6 @@ def test_a_damaged_judge_file_is_one_line(tiny_judge, tmp_path, damage):
         raw = raw[: len(raw) // 2]
     elif damage == "flip":
         raw[-100] ^= 0xFF  # a weight's byte: the checksum no longer matches
-    elif damage == "garbage":
-        raw = bytearray(b"not a judge at all")
     else:
         raw = raw.replace(b'"format":"vaelab-judge/1"', b'"format":"vaelab-judge/9"')
     bad = tmp_path / "bad.safetensors"
@@ -130,6 +128,21 @@ def test_a_damaged_judge_file_is_one_line(tiny_judge, tmp_path, damage):
         load_judge(bad)
     message = str(info.value)
     assert message.startswith(f"judge file {bad} is damaged") and "\n" not in message and len(message) < 400
+
+
+@pytest.mark.parametrize("what", ["garbage", "a run's checkpoint", "a run's config", "empty"])
+def test_a_file_that_is_no_judge_is_said_to_be_none_not_a_damaged_one(trained_run, tmp_path, what):
+    path = {"garbage": tmp_path / "x.safetensors", "a run's checkpoint": trained_run / "checkpoint.safetensors",
+            "a run's config": trained_run / "config.json", "empty": tmp_path / "empty"}[what]
+    if what == "garbage":
+        path.write_bytes(b"not a judge at all")
+    elif what == "empty":
+        path.write_bytes(b"")
+    with pytest.raises(VaelabError) as info:
+        load_judge(path)
+    assert str(info.value) == (f"{path} is not a vaelab judge file (its header names no judge format); give --judge a "
+                               "file that `vaelab judge train --out FILE` wrote, or leave --judge out for the judge "
+                               "shipped for the run's dataset")
 
 
 def test_a_missing_judge_file_says_how_to_make_one(tmp_path):

@@ -265,6 +265,10 @@ def load_judge(path: str | Path, *, name: str | None = None) -> LoadedJudge:
         raise VaelabError(f"cannot read judge file {display(path)} ({exc.strerror or exc})") from None
     except ValueError as exc:
         raise _damaged(path, exc) from None
+    if not _says_judge(raw):  # a run's checkpoint, a config, a picture: not a damaged judge, not a judge at all
+        raise VaelabError(f"{display(path)} is not a vaelab judge file (its header names no judge format); give "
+                          "--judge a file that `vaelab judge train --out FILE` wrote, or leave --judge out for the "
+                          "judge shipped for the run's dataset")
     try:
         model, info = _parse(raw)
     except (SafetensorError, ValueError, TypeError, KeyError, RuntimeError, RecursionError) as exc:
@@ -277,6 +281,20 @@ def _damaged(path: Path, reason: object) -> VaelabError:
     reason = " ".join(str(reason).split())[:200]
     return VaelabError(f"judge file {display(path)} is damaged and cannot be read ({reason}); train it again with "
                        "`vaelab judge train` or reinstall vaelab for a shipped one")
+
+
+def _says_judge(raw: bytes) -> bool:
+    """Whether `raw` starts as a judge file does: a safetensors header whose metadata name a judge format
+    (this one, or another version of it). What follows the header is not read here."""
+    size = int.from_bytes(raw[:8], "little")
+    if len(raw) < 8 or not 2 <= size <= len(raw) - 8:
+        return False
+    try:
+        header = json.loads(raw[8:8 + size].decode("utf-8"))
+    except (ValueError, RecursionError):
+        return False
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return isinstance(metadata, dict) and str(metadata.get("format", "")).startswith(FORMAT.split("/")[0] + "/")
 
 
 def _parse(raw: bytes) -> tuple[Judge, dict[str, Any]]:
