@@ -206,7 +206,9 @@ def test_eval_json_gains_the_judge_and_old_files_still_read(trained_run, tiny_ju
     # A folder run has no shipped judge: eval says so in one line.
     assert main(["eval", str(run), "--iw-k", "0"]) == 0
     out = capsys.readouterr().out
-    assert "  judge: none shipped for folder; train one with `vaelab judge train --dataset folder" in out
+    data_dir = load_run(run).config.data_dir  # the run's own folder, so the command runs as printed
+    assert (f"  judge: none shipped for folder; train one with `vaelab judge train --dataset folder --data-dir "
+            f"{data_dir} --out FILE` and pass --judge FILE\n") in out
 
 
 def test_a_judge_for_other_images_is_refused(trained_run, tmp_path):

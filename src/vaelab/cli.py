@@ -366,7 +366,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         counts = zip(r.active_units_by_layer, run.model.layer_sizes, strict=True)
         print("  active units by layer  " + ", ".join(f"{n} of {size}" for n, size in counts)
               + "   (lowest first, the layers below sampled)")
-    print(f"  {judge_line(r.judge, run.config.dataset, skipped=args.no_judge)}")
+    print(f"  {judge_line(r.judge, run.config.dataset, skipped=args.no_judge, data_dir=run.config.data_dir)}")
     saved = read_eval(run)
     if saved is not None and saved.data_sha256 != r.data_sha256:  # scores of other files: evaluate_run kept its own
         print(f"  not saved: {display(Path(args.run) / 'eval.json')} keeps the scores of the run's own test files")
@@ -428,12 +428,15 @@ def cmd_copy(args: argparse.Namespace) -> int:
     return 0
 
 
-def judge_line(judge: dict[str, Any] | None, dataset: str, *, skipped: bool = False) -> str:
-    """The `vaelab eval` line of the judge's scores, or why there are none."""
+def judge_line(judge: dict[str, Any] | None, dataset: str, *, skipped: bool = False,
+               data_dir: str | None = None) -> str:
+    """The `vaelab eval` line of the judge's scores, or why there are none (and the command that makes one
+    for the run's data, `data_dir` for a folder's)."""
     if skipped:
         return "judge: skipped (--no-judge)"
     if judge is None:
-        return (f"judge: none shipped for {dataset}; train one with `vaelab judge train --dataset {dataset} "
+        where = f" --data-dir {display(data_dir) if data_dir else 'DIR'}" if dataset == "folder" else ""
+        return (f"judge: none shipped for {dataset}; train one with `vaelab judge train --dataset {dataset}{where} "
                 "--out FILE` and pass --judge FILE")
     return (f"judge: generated images classified as their class {100 * judge['class_accuracy']:.1f}% "
             f"(test images {100 * judge['test_accuracy']:.1f}%); FID {judge['fid']:.1f} "
