@@ -74,6 +74,21 @@ def test_train_then_eval(small_mnist, tmp_path, capsys):
                                    "for these weights)")
 
 
+def test_a_run_with_nothing_left_to_train_says_so_and_how_to_go_further(small_mnist, tmp_path, capsys):
+    run, copy = tmp_path / "run", tmp_path / "copy"
+    assert _train(["--out", str(run), "--epochs", "1"], small_mnist) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert capsys.readouterr().out == (f"{run} has already trained 1 epoch; nothing to do (to train it further: "
+                                       "--epochs 2 or more)\n")  # and no "run written": nothing was
+    assert main(["copy", str(run), "--out", str(copy)]) == 0
+    assert capsys.readouterr().out.endswith(f"train it on: vaelab train --resume {copy} --epochs 2 (or more)\n")
+    assert main(["copy", str(run), "--out", str(copy)]) == 2
+    assert capsys.readouterr().err == (f"vaelab: error: {copy} already holds a run; continue it with `vaelab train "
+                                       f"--resume {copy}` (with --epochs N or --stages N to train it further), or "
+                                       "choose another --out\n")
+
+
 def test_config_file_and_flags(small_mnist, tmp_path, capsys):
     cfg = tmp_path / "cfg.toml"
     cfg.write_text(f'epochs = 1\nlatent_size = 6\nlr = 0.002\ndata_dir = "{small_mnist}"\n')

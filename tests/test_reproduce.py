@@ -49,7 +49,8 @@ def test_one_command_trains_scores_and_tabulates_and_again_goes_on_where_it_was(
               for p in (out / name / CHECKPOINT, out / name / "eval.json")}
     assert main(args) == 0  # all done: nothing is trained or scored again
     again = capsys.readouterr().out
-    assert again.count("has already trained 1 epochs; nothing to do") == 2 and again.count(": already scored,") == 2
+    assert again.count("has already trained 1 epoch; nothing to do (to train it further: --stages 2 or more)") == 2
+    assert again.count(": already scored,") == 2
     assert ": scoring log p(x)" not in again
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 

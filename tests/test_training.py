@@ -145,7 +145,8 @@ def test_resume_cannot_shorten_and_is_a_no_op_when_done(small_mnist, tmp_path):
         resume(tmp_path / "run", epochs=1, echo=lambda s: None)
     said = []
     assert resume(tmp_path / "run", epochs=2, echo=said.append).epoch == 2
-    assert "nothing to do" in said[0]
+    assert said == [f"{tmp_path / 'run'} has already trained 2 epochs; nothing to do (to train it further: --epochs 3 "
+                    "or more)"]
 
 
 def test_a_bad_thread_setting_is_refused_before_a_run_folder_is_made(small_mnist, tmp_path, monkeypatch):
@@ -329,3 +330,14 @@ def test_the_schedule_sets_each_epochs_lr_and_resumes_bit_for_bit_across_a_stage
     run = resume(tmp_path / "resumed", epochs=4, echo=quiet)  # epochs that end stage 2 give stages 2
     assert run.config.stages == 2
     _assert_identical(tmp_path / "straight", tmp_path / "resumed")
+
+
+def test_further_is_the_least_flag_that_trains_a_run_past_where_it_is():
+    from vaelab.config import TrainConfig
+    from vaelab.training import further
+
+    assert further(TrainConfig(epochs=10), 10) == "--epochs 11"
+    staged = TrainConfig.from_dict({"lr_schedule": "iwae", "stages": 4})  # 40 passes: stages 1-4
+    assert [further(staged, done) for done in (1, 4, 13, 40, 41, 1092, 1093, 3279, 3280)] == [  # stages end at
+        "--stages 2", "--stages 3", "--stages 4", "--stages 5", "--stages 5", "--stages 7", "--stages 8",  # 1, 4, 13,
+        "--stages 8", None]  # 40, 121, 364, 1,093 and 3,280 passes: past the last, nothing further

@@ -227,6 +227,7 @@ def _add_explore_commands(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from vaelab.checkpoint import CHECKPOINT, load_checkpoint
     from vaelab.training import resume, train
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -238,8 +239,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             names = ", ".join(flag(n) for n in refused)
             raise VaelabError(f"{names} cannot be given with --resume: a resumed run keeps its own "
                               "config (only --epochs, --stages, --device, --data-dir and --[no-]compile may change)")
+        before = load_checkpoint(args.resume).position.step if (Path(args.resume) / CHECKPOINT).is_file() else None
         run = resume(args.resume, epochs=given.get("epochs"), stages=given.get("stages"), device=given.get("device"),
                      data_dir=given.get("data_dir"), compile=given.get("compile"), progress=progress)
+        if run.step == before:  # nothing to do, and said so: nothing was written
+            return 0
     else:
         run = train(_train_config(args.config, given), args.out, progress=progress)  # no --out: under runs/
     print(f"run written to {display(run.path)}  (next: vaelab eval {display(run.path)})")
@@ -415,6 +419,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_copy(args: argparse.Namespace) -> int:
     from vaelab.checkpoint import weights_digest
     from vaelab.rundir import copy_run, still_training
+    from vaelab.training import further
 
     training = still_training(args.run)
     ckpt = copy_run(args.run, args.out)
@@ -424,7 +429,10 @@ def cmd_copy(args: argparse.Namespace) -> int:
           f"{ckpt.config.epochs:,}, step {ckpt.position.step:,}, weights {weights_digest(ckpt.model_state)[:12]}")
     if training:
         print(f"  {training}; the copy stays at this checkpoint")
-    print(f"  score it: vaelab eval {display(args.out)}; train it on: vaelab train --resume {display(args.out)}")
+    done = ckpt.position.epoch >= ckpt.config.epochs and not ckpt.position.batch  # a resume alone does nothing
+    more = further(ckpt.config, ckpt.position.epoch) if done else ""
+    print(f"  score it: vaelab eval {display(args.out)}; train it on: vaelab train --resume {display(args.out)}"
+          + (f" {more} (or more)" if more else " (its schedule is done)" if done else ""))
     return 0
 
 

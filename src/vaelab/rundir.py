@@ -151,8 +151,8 @@ def _check_reusable(path: Path, *, locked: bool = True) -> None:
             raise RunBusy(f"{display(path)} is being written by another vaelab process{_holder(path)}; wait for "
                           "it to finish or stop it, or choose another --out")
         raise VaelabError(
-            f"{display(path)} already holds a run; continue it with `vaelab train --resume {display(path)} "
-            "--epochs N`, or choose another --out"
+            f"{display(path)} already holds a run; continue it with `vaelab train --resume {display(path)}` "
+            "(with --epochs N or --stages N to train it further), or choose another --out"
         )
     if path.is_symlink() or (path.exists() and not path.is_dir()):
         raise VaelabError(f"--out {display(path)} is a file or a link; give a folder path for the run")

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from vaelab.checkpoint import Checkpoint, Position, Run, load_checkpoint, load_run, save_checkpoint
 from vaelab.compiling import check_compile, compile_caveat, compiled, compiled_update, compiles_adam
-from vaelab.config import TrainConfig, stage_of
+from vaelab.config import IWAE_STAGES, TrainConfig, stage_of
 from vaelab.data import (
     absolute_data_dir,
     data_mismatches,
@@ -151,6 +151,20 @@ def resume(
                        progress=progress, echo=echo, asked=asked)
 
 
+def epochs_words(n: int) -> str:
+    """"1 epoch", "3 epochs"."""
+    return f"{n:,} epoch{'' if n == 1 else 's'}"
+
+
+def further(config: TrainConfig, done: int) -> str | None:
+    """The least flag that trains a run past `done` epochs: --epochs, or for a schedule of stages the
+    --stages that ends after it; None once the schedule's last stage is done."""
+    if config.lr_schedule == "constant":
+        return f"--epochs {done + 1}"
+    stages = stage_of(done + 1) + 1
+    return f"--stages {stages}" if stages <= IWAE_STAGES else None
+
+
 def _target_epochs(config: TrainConfig, epochs: int | None, stages: int | None) -> int:
     """The epochs a resumed run trains to: given, or those of `stages` (a config with a schedule checks them)."""
     if stages is None:
@@ -160,7 +174,7 @@ def _target_epochs(config: TrainConfig, epochs: int | None, stages: int | None) 
                           "(give --epochs)")
     target = dataclasses.replace(config, epochs=None, stages=stages).epochs
     if epochs is not None and epochs != target:
-        raise VaelabError(f"--epochs {epochs} does not match --stages {stages}, which is {target} epochs; "
+        raise VaelabError(f"--epochs {epochs} does not match --stages {stages}, which is {epochs_words(target)}; "
                           "give --stages alone")
     return target
 
@@ -172,15 +186,15 @@ def _resume(run_dir: Path, ckpt: Checkpoint, *, epochs: int, device: str | None,
     done = ckpt.position.epoch
     by_stages = asked is not None and asked.startswith("--stages")
     more = f"--stages {stage_of(done + 1) + 1}" if by_stages else f"--epochs {done + 1}"  # the first that ends past
-    asked = f"{asked} ({epochs} epochs)" if by_stages else f"--epochs {epochs}"
+    asked = f"{asked} ({epochs_words(epochs)})" if by_stages else f"--epochs {epochs}"
     if epochs < done:
         raise VaelabError(
-            f"{run_dir} has already trained {done} epochs; {asked} would shorten it "
+            f"{run_dir} has already trained {epochs_words(done)}; {asked} would shorten it "
             f"(give {more} or more)"
         )
     if epochs == done and ckpt.position.batch > 0:  # its checkpoint is partway through the next epoch
         raise VaelabError(
-            f"{run_dir} has trained {done} epochs and {ckpt.position.batch:,} batches of epoch {done + 1}; "
+            f"{run_dir} has trained {epochs_words(done)} and {ckpt.position.batch:,} batches of epoch {done + 1}; "
             f"{asked} would end it before where it is (give {more} or more)"
         )
     changes: dict[str, Any] = {"epochs": epochs}
@@ -196,7 +210,9 @@ def _resume(run_dir: Path, ckpt: Checkpoint, *, epochs: int, device: str | None,
         changes["compile"] = compile
     config = dataclasses.replace(ckpt.config, **changes)
     if epochs == done and ckpt.position.batch == 0:
-        echo(f"{run_dir} has already trained {done} epochs; nothing to do")
+        next_flag = further(config, done)
+        echo(f"{run_dir} has already trained {epochs_words(done)}; nothing to do"
+             + (f" (to train it further: {next_flag} or more)" if next_flag else " (its schedule is done)"))
         return load_run(run_dir)
     if config.compile:
         check_compile(resolve_device(config.device), run_dir)
