@@ -427,3 +427,17 @@ def test_eval_refuses_a_judge_file_and_no_judge_together(capsys):
         main(["eval", "runs/x", "--judge", "judge.safetensors", "--no-judge"])
     assert stopped.value.code == 2
     assert "argument --no-judge: not allowed with argument --judge" in capsys.readouterr().err
+
+
+def test_a_flag_a_command_does_not_know_is_shown_with_that_commands_usage_and_the_likely_flag(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", "runs/x", "--iwk", "10"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("usage: vaelab eval ")
+    assert err.endswith("vaelab eval: error: unrecognized arguments: --iwk 10 (did you mean --iw-k?)\n")
+    with pytest.raises(SystemExit):
+        main(["train", "--epochs", "1", "positional"])
+    assert capsys.readouterr().err.endswith("vaelab train: error: unrecognized arguments: positional\n")
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--table-only"])  # CELL is optional: only PAPER is asked for
+    assert capsys.readouterr().err.endswith("vaelab reproduce: error: the following arguments are required: PAPER\n")

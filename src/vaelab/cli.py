@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import functools
 import json
 import os
@@ -72,13 +73,28 @@ def _version() -> str:
     return f"vaelab {__version__} (torch {torch}, Python {platform.python_version()})"
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser: what it does not know is its own error, shown with its usage and the flag that was
+    probably meant (argparse would show the top-level usage)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extra = super().parse_known_args(args, namespace)
+        if extra:
+            known = [o for action in self._actions for o in action.option_strings if o.startswith("--")]
+            guesses = [m for arg in extra if arg.startswith("-")
+                       for m in difflib.get_close_matches(arg.split("=")[0], known, n=1)]
+            self.error(f"unrecognized arguments: {' '.join(extra)}"
+                       + (f" (did you mean {', '.join(dict.fromkeys(guesses))}?)" if guesses else ""))
+        return parsed, extra
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vaelab",
         description="Train variational autoencoders on MNIST-like images and explore what they learned.",
     )
     parser.add_argument("--version", action="version", version=_version())
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
 
     train = sub.add_parser("train", help="train a VAE and write a run directory",
                            description="Train the article's VAE (flags override --config).")
@@ -289,7 +305,8 @@ def _add_reproduce_command(sub) -> None:
                                    "the paper's comparisons (also written to OUT/table.md). Run it again to "
                                    "continue anything cut off; a larger --stages extends the runs in OUT.")
     p.add_argument("paper", metavar="PAPER", help="whose presets: iwae (Burda et al. 2015, Table 1)")
-    p.add_argument("cells", metavar="CELL", nargs="*", help="only these, e.g. 1-layer/vae-k1 (default: all)")
+    p.add_argument("cells", metavar="CELL", nargs="*", default=[],  # a default: argparse then asks for PAPER alone
+                   help="only these, e.g. 1-layer/vae-k1 (default: all)")
     p.add_argument("--out", metavar="OUT", help="folder of the cells' runs (default: runs/PAPER-stages-N)")
     p.add_argument("--stages", type=int, default=IWAE_STAGES, metavar="N",
                    help=f"train the first N stages of the schedule (default: {IWAE_STAGES}, the full "
