@@ -441,3 +441,17 @@ def test_a_flag_a_command_does_not_know_is_shown_with_that_commands_usage_and_th
     with pytest.raises(SystemExit):
         main(["reproduce", "--table-only"])  # CELL is optional: only PAPER is asked for
     assert capsys.readouterr().err.endswith("vaelab reproduce: error: the following arguments are required: PAPER\n")
+
+
+def test_small_slips_are_named_as_such(trained_run, tmp_path, capsys):
+    assert main(["train", "--out", "", "--epochs", "1"]) == 2
+    said = "vaelab: error: --out is empty; give the folder for the run, e.g. --out runs/mnist\n"
+    assert capsys.readouterr().err == said  # not "--out . is not empty": the working folder is never meant
+    file = trained_run / "config.json"
+    assert main(["eval", str(file)]) == 2
+    assert capsys.readouterr().err == (f"vaelab: error: {file} is a file, not a vaelab run; give the folder that "
+                                       "`vaelab train --out` wrote\n")
+    for text in ("10,,20", "10,", ",10"):
+        with pytest.raises(SystemExit):
+            main(["train", "--hidden-size", text])
+        assert f"must be a width such as 96, or a list such as 512,256, got '{text}'" in capsys.readouterr().err

@@ -195,6 +195,8 @@ def checkpoint_bytes(path: str | Path) -> bytes:
     file = path / CHECKPOINT
     if not path.exists():
         raise VaelabError(f"no run at {path}; train one with `vaelab train --out {path}`")
+    if not path.is_dir():
+        raise VaelabError(f"{path} is a file, not a vaelab run; give the folder that `vaelab train --out` wrote")
     if not file.is_file():
         raise VaelabError(
             f"{path} is not a vaelab run (no {CHECKPOINT} in it); give the folder "

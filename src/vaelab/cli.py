@@ -157,6 +157,8 @@ def widths(text: str) -> int | tuple[int, ...]:
         values = tuple(int(p) for p in parts)
     except ValueError:
         values = ()
+    if "," in text and any(not p.strip() for p in text.split(",")):  # "10,,20" or "10,": a width left out
+        values = ()
     if not values:
         raise argparse.ArgumentTypeError(f"must be a width such as 96, or a list such as 512,256, got {text!r}")
     return values[0] if len(values) == 1 and "," not in text else values
@@ -373,7 +375,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"  ELBO                   {r.elbo:9.2f} ± {r.elbo_stderr:.2f}"
           f"   (reconstruction {r.loglike:.2f}, KL {r.kl:.2f})")
     if r.log_likelihood is not None:
-        print(f"  log p(x), IW K={r.iw_k:<6} {r.log_likelihood:9.2f} ± {r.log_likelihood_stderr:.2f}")
+        print(f"  log p(x), IW K={r.iw_k:<7} {r.log_likelihood:9.2f} ± {r.log_likelihood_stderr:.2f}")
         paper = published(run.config)
         if paper is not None:
             number, cell, how = paper

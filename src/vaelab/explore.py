@@ -93,7 +93,7 @@ def default_path(run: Run, name: str) -> Path:
 
 def figure_reconstructions(run: Run, codes: Codes, path: Path, *, n: int = 16, style: str = "mean",
                            root: Path | None = None) -> Path:
-    """Originals beside their reconstructions (decoded from the posterior means)."""
+    """Originals above their reconstructions (decoded from the posterior means)."""
     if n < 1:
         raise VaelabError(f"-n must be at least 1, got {n}")
     n = min(n, len(codes.x))

@@ -336,7 +336,7 @@ FIGURES: list[FigureSpec] = [
                             "epoch's batches), the test set and, when images were held out, the validation set."
                             + _curves_layout(ctx.run.metrics)),
     FigureSpec(
-        "reconstruct", "test images beside their reconstructions", _draw_reconstruct,
+        "reconstruct", "test images above their reconstructions", _draw_reconstruct,
         split="test", stats=False,
         options=(Option(("-n",), "n", 16, type=int_between(1, 1000),
                         help="how many images, at most 1000 (default: 16)"),),

@@ -38,6 +38,8 @@ class RunDir:
         if out is None:
             path, created = _unique_folder(RUNS, time.strftime("%Y%m%d-%H%M%S"))
         else:
+            if not str(out).strip():  # Path("") is the working folder: never taken for a run's by accident
+                raise VaelabError("--out is empty; give the folder for the run, e.g. --out runs/mnist")
             path = Path(out)
             _check_reusable(path, locked=False)
             created = _make_folders(path)
