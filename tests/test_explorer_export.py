@@ -394,7 +394,11 @@ def test_explore_open_opens_the_file_in_a_browser(run_copy, monkeypatch, capsys)
     opened = []
     monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: opened.append(url) or True)
     assert main(["explore", str(run_copy), "-n", "10", "--open"]) == 0
-    assert opened == [(run_copy / "explorer.html").absolute().as_uri()]
+    uri = (run_copy / "explorer.html").absolute().as_uri()
+    assert opened == [uri] and "--open" not in capsys.readouterr().out
+    monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: False)  # no browser on this machine
+    assert main(["explore", str(run_copy), "-n", "10", "--open"]) == 0
+    assert capsys.readouterr().out.endswith(f"  --open: no browser found on this machine; open {uri} in one\n")
 
 
 def test_explore_a_conv_run(conv_run, tmp_path, capsys):

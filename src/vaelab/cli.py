@@ -502,7 +502,9 @@ def cmd_explore(args: argparse.Namespace) -> int:
     if args.open:
         import webbrowser
 
-        webbrowser.open(Path(os.path.abspath(path)).as_uri())
+        uri = Path(os.path.abspath(path)).as_uri()
+        if not webbrowser.open(uri):  # no browser here (a server, a container): say so, with the page's address
+            print(f"  --open: no browser found on this machine; open {uri} in one")
     return 0
 
 
