@@ -146,6 +146,8 @@ def vaelab_loop(x_grey: torch.Tensor, config: TrainConfig, steps: int, generator
     model = build_model(config, (28, 28), x_grey.mean(0).double().cpu()).to(device)
     optimizer = build_optimizer(config, model, device)
     objective = compile_objective(build_objective(config), device) if compiled else build_objective(config)
+    if compiled_adam and step is not train_step:
+        raise ValueError("compiled_adam times vaelab's own step with compiled Adam; it takes no other step")
     if compiled_adam:  # what `vaelab train --compile` runs on a GPU, here on any device
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr_at(1), betas=(config.adam_beta1,
                                      config.adam_beta2), eps=config.adam_eps, foreach=True,

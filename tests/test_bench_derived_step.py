@@ -26,6 +26,7 @@ def _config(cell, **changes):
     ("vae-k1", {}), ("vae-k5", {}), ("iwae-k5", {}), ("iwae-k1", {}), ("iwae-k50", {}),
     ("vae-k5", {"activation": "relu", "variance": "softplus", "objective": "beta", "beta": 4.0}),
     ("iwae-k5", {"activation": "relu", "variance": "softplus"}),
+    ("vae-k1", {"variance": "softplus"}), ("iwae-k5", {"activation": "relu"}),
 ])
 def test_the_derived_gradient_is_autograds_with_the_same_terms_and_draws(bench, cell, changes):
     config = _config(cell, **changes)

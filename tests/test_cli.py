@@ -244,7 +244,7 @@ def test_a_second_stop_signal_a_second_later_stops_at_once_and_says_what_was_kep
     from vaelab import signals
 
     clock = [0.0]
-    monkeypatch.setattr(signals.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(signals, "_clock", lambda: clock[0])
     real_step, real_save, steps = train_module.train_step, train_module.save_checkpoint, [0]
 
     def step(*args):
@@ -447,6 +447,10 @@ def test_small_slips_are_named_as_such(trained_run, tmp_path, capsys):
     assert main(["train", "--out", "", "--epochs", "1"]) == 2
     said = "vaelab: error: --out is empty; give the folder for the run, e.g. --out runs/mnist\n"
     assert capsys.readouterr().err == said  # not "--out . is not empty": the working folder is never meant
+    assert main(["reproduce", "iwae", "--out", " "]) == 2
+    assert capsys.readouterr().err.startswith("vaelab: error: --out is empty; give the folder for the cells' runs")
+    assert main(["train", "--resume", str(trained_run), "--out", ""]) == 2  # given, though empty: refused
+    assert "--out cannot be given with --resume" in capsys.readouterr().err
     file = trained_run / "config.json"
     assert main(["eval", str(file)]) == 2
     assert capsys.readouterr().err == (f"vaelab: error: {file} is a file, not a vaelab run; give the folder that "

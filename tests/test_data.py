@@ -456,15 +456,16 @@ def test_named_dataset_with_altered_file_is_refused(tmp_path, monkeypatch, name)
         load_split("test", tmp_path, dataset=name)
     message = str(info.value)
     assert message.startswith(f"{path} fails its checksum (SHA-256 {sha256(bytes(labels))[:16]}...")
-    assert f"it is not the genuine {title} file {TEST_LABELS}; give --data-dir a folder of the genuine {title} " \
-           f"files (`vaelab train --dataset {name} --download` fetches them), or train with --dataset folder for " \
-           f"IDX files other than {title}" in message and "\n" not in message
+    assert f"it is not the genuine {title} file {TEST_LABELS}; delete it and fetch it again (`vaelab train " \
+           f"--dataset {name} --download`), give --data-dir a folder of the genuine {title} files, or train with " \
+           f"--dataset folder for IDX files other than {title}" in message and "\n" not in message
     assert load_split("test", tmp_path).labels[-1] == labels[-1]  # as a folder dataset: fine
     assert load_split("test", tmp_path, dataset="folder").labels[-1] == labels[-1]
     other = "kmnist" if name == "fashion-mnist" else "fashion-mnist"  # the file is another named dataset's
     monkeypatch.setitem(catalog.DATASETS, other, spec_of(tmp_path, catalog.DATASETS[other]))
-    with pytest.raises(VaelabError, match=f"it is {catalog.DATASETS[other].title}'s file {TEST_LABELS}, not "
-                                          f"{title}'s; give --data-dir a folder of the genuine {title} files"):
+    other_title = catalog.DATASETS[other].title
+    with pytest.raises(VaelabError, match=f"^{path} is {other_title}'s file {TEST_LABELS}, not {title}'s; give "
+                                          f"--data-dir a folder of the genuine {title} files$"):
         load_split("test", tmp_path, dataset=name)
 
 
@@ -479,7 +480,7 @@ def test_kmnist_is_verified_by_size_and_labels(tmp_path, monkeypatch):
         load_split("test", tmp_path, dataset="kmnist")
     path.write_bytes(gzip.compress(idx_bytes(np.array([0, 1, 2], np.uint8))))
     with pytest.raises(VaelabError, match=f"{path} holds 11 bytes, not the 12 of the genuine Kuzushiji-MNIST file "
-                                          f"{TEST_LABELS}; give --data-dir a folder of the genuine Kuzushiji-MNIST"):
+                                          f"{TEST_LABELS}; delete it and fetch it again"):
         load_split("test", tmp_path, dataset="kmnist")
 
 

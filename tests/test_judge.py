@@ -112,7 +112,7 @@ def test_a_judge_file_round_trips(trained_judge, tiny_judge, small_mnist):
     assert len(again.sha256) == 64
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "metadata"])
+@pytest.mark.parametrize("damage", ["truncate", "flip", "metadata", "header cut"])
 def test_a_damaged_judge_file_is_one_line(tiny_judge, tmp_path, damage):
     path, _ = tiny_judge
     raw = bytearray(path.read_bytes())
@@ -120,6 +120,8 @@ def test_a_damaged_judge_file_is_one_line(tiny_judge, tmp_path, damage):
         raw = raw[: len(raw) // 2]
     elif damage == "flip":
         raw[-100] ^= 0xFF  # a weight's byte: the checksum no longer matches
+    elif damage == "header cut":
+        raw = raw[:8 + raw[8:].index(b"vaelab-judge/") + 20]  # cut off inside its header, past the format
     else:
         raw = raw.replace(b'"format":"vaelab-judge/1"', b'"format":"vaelab-judge/9"')
     bad = tmp_path / "bad.safetensors"
@@ -143,6 +145,8 @@ def test_a_file_that_is_no_judge_is_said_to_be_none_not_a_damaged_one(trained_ru
     assert str(info.value) == (f"{path} is not a vaelab judge file (its header names no judge format); give --judge a "
                                "file that `vaelab judge train --out FILE` wrote, or leave --judge out for the judge "
                                "shipped for the run's dataset")
+    with pytest.raises(VaelabError, match=f"^judge file {path} is damaged .* reinstall vaelab for a shipped one$"):
+        load_judge(path, name="mnist")  # the shipped one, so broken: nothing the user gave, so reinstall
 
 
 def test_a_missing_judge_file_says_how_to_make_one(tmp_path):

@@ -48,17 +48,23 @@ def test_a_deferred_block_without_signals_ends_quietly_and_an_error_in_it_passes
 def test_the_first_signal_asks_training_to_stop_after_its_batch_and_a_later_second_stops_at_once(handlers,
                                                                                                 monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr(signals.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(signals, "_clock", lambda: clock[0])
     with stop_after_batch() as stop:
         assert stop() == 0
-        _send(signal.SIGTERM)
-        assert stop() == signal.SIGTERM
+        _send(signal.SIGINT)
+        assert stop() == signal.SIGINT
         clock[0] += 0.02
         _send(signal.SIGINT)  # 20 ms on: the same Ctrl-C pressed twice, which waits with the first for the batch
         clock[0] += REPEAT_S - 0.02
         with pytest.raises(KeyboardInterrupt):
             _send(signal.SIGINT)  # a second on: the save hangs, say; stop at once
-    assert stop() == signal.SIGTERM
+    assert stop() == signal.SIGINT
+    with stop_after_batch() as stop:
+        _send(signal.SIGINT)
+        clock[0] += 0.02
+        with pytest.raises(KeyboardInterrupt):
+            _send(signal.SIGTERM)  # another signal, however soon (a supervisor's kill): at once
+    assert stop() == signal.SIGINT
 
 
 def test_off_the_main_thread_the_handlers_are_left_alone(handlers):

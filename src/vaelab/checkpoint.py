@@ -103,7 +103,9 @@ class Run:
     @property
     def where(self) -> str:
         """Where these weights stand, in words: "epoch 10", or "144 batches into epoch 1" mid-epoch."""
-        return f"{self.batch:,} batches into epoch {self.epoch + 1:,}" if self.batch else f"epoch {self.epoch:,}"
+        if not self.batch:
+            return f"epoch {self.epoch:,}"
+        return f"{self.batch:,} batch{'' if self.batch == 1 else 'es'} into epoch {self.epoch + 1:,}"
 
 
 # --- writing --------------------------------------------------------------------

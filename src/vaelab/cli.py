@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import platform
+import shlex
 import sys
 import typing
 import warnings
@@ -251,8 +252,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields}
     progress = not args.quiet and sys.stderr.isatty()
-    if args.resume:
-        refused = sorted(set(given) - RESUMABLE) + (["config"] if args.config else []) + (["out"] if args.out else [])
+    if args.resume is not None:
+        refused = sorted(set(given) - RESUMABLE) + (["config"] if args.config is not None else [])
+        refused += ["out"] if args.out is not None else []
         if refused:
             names = ", ".join(flag(n) for n in refused)
             raise VaelabError(f"{names} cannot be given with --resume: a resumed run keeps its own "
@@ -333,6 +335,9 @@ def _add_reproduce_command(sub) -> None:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from vaelab.reproduce import reproduce
 
+    if args.out is not None and not args.out.strip():
+        raise VaelabError("--out is empty; give the folder for the cells' runs, or leave --out out for "
+                          f"runs/{args.paper}-stages-{args.stages}")
     out = args.out or f"runs/{args.paper}-stages-{args.stages}"
     if args.table_only and not Path(out).is_dir():
         raise VaelabError(f"{display(out)} does not exist; give --out the folder of the cells' runs")
@@ -365,8 +370,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
               file=sys.stderr if args.json else sys.stdout, flush=True)
     r = evaluate_run(run, iw_k=args.iw_k, seed=args.seed, device=args.device,
                      data_dir=args.data_dir, progress=progress, judge=False if args.no_judge else args.judge or True,
-                     echo=None if progress or args.quiet else functools.partial(  # no bar shows that it works
-                         print, file=sys.stderr if args.json else sys.stdout, flush=True))
+                     echo=None if progress or args.quiet or args.json else functools.partial(  # no bar to show it
+                         print, flush=True))
     if args.json:
         print(json.dumps(r.to_dict(per_image=False)))  # eval.json keeps each image's estimate too
         return 0
@@ -442,7 +447,8 @@ def cmd_copy(args: argparse.Namespace) -> int:
 
     training = still_training(args.run)
     ckpt = copy_run(args.run, args.out)
-    where = "at the end of" if ckpt.position.batch == 0 else f"{ckpt.position.batch:,} batches into"
+    batch = ckpt.position.batch
+    where = "at the end of" if batch == 0 else f"{batch:,} batch{'' if batch == 1 else 'es'} into"
     epoch = ckpt.position.epoch + (ckpt.position.batch > 0)
     print(f"copied {display(args.run)} to {display(args.out)}: {where} epoch {epoch:,} of "
           f"{ckpt.config.epochs:,}, step {ckpt.position.step:,}, weights {weights_digest(ckpt.model_state)[:12]}")
@@ -462,7 +468,7 @@ def judge_line(judge: dict[str, Any] | None, dataset: str, *, skipped: bool = Fa
     if skipped:
         return "judge: skipped (--no-judge)"
     if judge is None:
-        where = f" --data-dir {display(data_dir) if data_dir else 'DIR'}" if dataset == "folder" else ""
+        where = f" --data-dir {shlex.quote(display(data_dir)) if data_dir else 'DIR'}" if dataset == "folder" else ""
         return (f"judge: none shipped for {dataset}; train one with `vaelab judge train --dataset {dataset}{where} "
                 "--out FILE` and pass --judge FILE")
     return (f"judge: generated images classified as their class {100 * judge['class_accuracy']:.1f}% "

@@ -186,21 +186,22 @@ def verify_checksum(name: str, data: bytes, source: Path | str, spec: DatasetSpe
                     bundled: bool = False) -> None:
     """Fail unless `data` is the genuine file `name` of `spec`: its SHA-256 where pinned, else its size."""
     genuine = spec.files[name]
+    elsewhere = f"give --data-dir a folder of the genuine {spec.title} files"
     if bundled:
         fix = "the copy bundled with vaelab is damaged: reinstall vaelab"
     else:
-        fix = (f"give --data-dir a folder of the genuine {spec.title} files (`vaelab train --dataset {spec.name} "
-               f"--download` fetches them), or train with --dataset folder for IDX files other than {spec.title}")
+        fix = (f"delete it and fetch it again (`vaelab train --dataset {spec.name} --download`), {elsewhere}, or "
+               f"train with --dataset folder for IDX files other than {spec.title}")
     if genuine.sha256 is not None:
         actual = sha256(data)
         if actual != genuine.sha256:
             other = next((o.title for o in catalog.DATASETS.values() if o.name != spec.name
                           and name in o.files and o.files[name].sha256 == actual), None)
-            what = (f"it is {other}'s file {name}, not {spec.title}'s" if other
-                    else f"it is not the genuine {spec.title} file {name}")
+            if other:  # a genuine file of another dataset: nothing to delete
+                raise VaelabError(f"{source} is {other}'s file {name}, not {spec.title}'s; {elsewhere}")
             raise VaelabError(
                 f"{source} fails its checksum (SHA-256 {actual[:16]}..., expected {genuine.sha256[:16]}...): "
-                f"{what}; {fix}"
+                f"it is not the genuine {spec.title} file {name}; {fix}"
             )
     elif len(data) != genuine.size:
         raise VaelabError(

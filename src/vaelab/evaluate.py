@@ -201,7 +201,8 @@ def evaluate_run(
     (none for kmnist or a folder: then `judge` is None in the result), a path with that
     judge file, False not at all (eval.json then keeps an earlier judge's scores of the
     same weights). See `judge_run`. `echo`, if given, is told first what is to be scored, and where.
-    Scores of other test files than the run's own never replace an eval.json of its own.
+    Scores of other test files than the run's own never replace an eval.json of its own files for these
+    weights.
 
     `path` may be a Run already loaded (its model is moved to `device`). The result names the weights
     (digest and step) and the test files it scored;

@@ -265,7 +265,7 @@ def load_judge(path: str | Path, *, name: str | None = None) -> LoadedJudge:
         raise VaelabError(f"cannot read judge file {display(path)} ({exc.strerror or exc})") from None
     except ValueError as exc:
         raise _damaged(path, exc) from None
-    if not _says_judge(raw):  # a run's checkpoint, a config, a picture: not a damaged judge, not a judge at all
+    if name is None and not _says_judge(raw):  # a checkpoint, a config, a picture given as --judge: no judge at all
         raise VaelabError(f"{display(path)} is not a vaelab judge file (its header names no judge format); give "
                           "--judge a file that `vaelab judge train --out FILE` wrote, or leave --judge out for the "
                           "judge shipped for the run's dataset")
@@ -284,17 +284,10 @@ def _damaged(path: Path, reason: object) -> VaelabError:
 
 
 def _says_judge(raw: bytes) -> bool:
-    """Whether `raw` starts as a judge file does: a safetensors header whose metadata name a judge format
-    (this one, or another version of it). What follows the header is not read here."""
+    """Whether `raw` starts as a judge file does: a safetensors header (whole, or cut off) that names a judge
+    format, this one or another version of it. Nothing else is read: the rest may be damaged."""
     size = int.from_bytes(raw[:8], "little")
-    if len(raw) < 8 or not 2 <= size <= len(raw) - 8:
-        return False
-    try:
-        header = json.loads(raw[8:8 + size].decode("utf-8"))
-    except (ValueError, RecursionError):
-        return False
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    return isinstance(metadata, dict) and str(metadata.get("format", "")).startswith(FORMAT.split("/")[0] + "/")
+    return len(raw) > 8 and size >= 2 and FORMAT.split("/")[0].encode() + b"/" in raw[8:8 + size]
 
 
 def _parse(raw: bytes) -> tuple[Judge, dict[str, Any]]:

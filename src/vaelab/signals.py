@@ -22,7 +22,8 @@ from contextlib import contextmanager
 from vaelab.errors import Stopped
 
 STOP = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-REPEAT_S = 1.0  # a second signal this soon after the first is the same Ctrl-C pressed twice, not a new demand
+REPEAT_S = 1.0  # the same signal again this soon after the first is one Ctrl-C pressed twice, not a new demand
+_clock = time.monotonic  # read through this name, so tests can move it without moving everyone's clock
 
 
 def _ours() -> list[int]:
@@ -96,16 +97,16 @@ def stop_after_batch() -> Iterator[Callable[[], int]]:
     """Turn the first Ctrl-C, SIGTERM or SIGHUP into a request to stop after the current batch (training).
 
     Yields a function that returns the signal's number once one has arrived, else 0.
-    A second signal, once REPEAT_S has passed since the first, interrupts at once (the last checkpoint on
-    disk stays intact); one sooner is the first's key pressed twice, and waits with it for the batch.
+    A second signal interrupts at once (the last checkpoint on disk stays intact), unless it is the first
+    one again within REPEAT_S: the same key pressed twice, which waits with the first for the batch.
     """
     received, first = 0, 0.0
 
     def handler(signum, frame):
         nonlocal received, first
         if not received:
-            received, first = signum, time.monotonic()
-        elif time.monotonic() - first >= REPEAT_S:
+            received, first = signum, _clock()
+        elif signum != received or _clock() - first >= REPEAT_S:
             raise KeyboardInterrupt
 
     with _handled(handler) as ours:
@@ -114,19 +115,20 @@ def stop_after_batch() -> Iterator[Callable[[], int]]:
 
 def exit_at_signal(status: int) -> None:
     """From now on (a command that has done its work, while Python shuts down), a stop signal ends the
-    process at once with `status`, or 128 + its number if `status` is 0: never a traceback from a cleanup
-    the signal cut short."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe or stream: nothing left to keep
-            pass
+    process at once with the command's `status` (its work is done or saved): never a traceback from a
+    cleanup the signal cut short. What it printed is flushed first."""
 
     def leave(signum, frame):
-        os._exit(status or 128 + signum)
+        os._exit(status)
 
     for sig in _ours():
         try:
             signal.signal(sig, leave)
         except ValueError:  # not the main thread
-            return
+            break
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing left to keep
+            pass
