@@ -41,7 +41,7 @@ def test_one_command_trains_scores_and_tabulates_and_again_goes_on_where_it_was(
         assert scores["iw_k"] == 5 and scores["epoch"] == 1 and scores["judge"] is None
         assert f"| `iwae/{name[:7]}/vae-k1` |" in printed and f"{scores['log_likelihood']:.2f} ± " in printed
     assert printed.count("shortened: stage 1 (1 of 3,280 passes)") == 2
-    assert printed.count(": scoring log p(x) with IW K=5 (on a 2-core CPU") == 2  # said before the minutes it takes
+    assert printed.count(": scoring log p(x) with IW K=5\n") == 2  # said before it scores (no minutes for a small K)
     assert re.search(r"^- 2-layer/vae-k1 -\d+\.\d\d vs 1-layer/vae-k1 -\d+\.\d\d \(1 pass\): ", printed, re.M)
     assert "Not trained and scored yet" not in printed  # only the cells asked for
 

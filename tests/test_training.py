@@ -92,7 +92,7 @@ def test_interrupt_mid_epoch_saves_a_checkpoint_that_resumes_exactly(small_mnist
 
     monkeypatch.setattr(train_module, "stop_after_batch", stop_after_batch)
     before = (tmp_path / "cut" / CHECKPOINT).read_bytes()
-    with pytest.raises(VaelabError, match=r"has trained 1 epochs and 5 batches of epoch 2; --epochs 1 would end it "
+    with pytest.raises(VaelabError, match=r"has trained 1 epoch and 5 batches of epoch 2; --epochs 1 would end it "
                                           r"before where it is \(give --epochs 2 or more\)"):
         resume(tmp_path / "cut", epochs=1, echo=quiet)  # the epochs done, but the checkpoint is past them
     assert (tmp_path / "cut" / CHECKPOINT).read_bytes() == before
@@ -106,7 +106,7 @@ def test_stages_that_end_before_a_mid_epoch_checkpoint_are_refused_in_stages(sma
     with pytest.raises(TrainingInterrupted):
         train(config, tmp_path / "cut", echo=lambda s: None)
     monkeypatch.setattr(train_module, "stop_after_batch", stop_after_batch)
-    with pytest.raises(VaelabError, match=r"has trained 1 epochs and 3 batches of epoch 2; --stages 1 \(1 epochs\) "
+    with pytest.raises(VaelabError, match=r"has trained 1 epoch and 3 batches of epoch 2; --stages 1 \(1 epoch\) "
                                           r"would end it before where it is \(give --stages 2 or more\)"):
         resume(tmp_path / "cut", stages=1, echo=lambda s: None)  # asked in stages: answered in stages
     assert resume(tmp_path / "cut", stages=2, echo=lambda s: None).epoch == 4
