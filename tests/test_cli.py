@@ -193,6 +193,16 @@ def test_no_traceback_from_a_real_process(tmp_path):
     assert "Traceback" not in err
 
 
+def _training_past_epoch_2(small_mnist, run) -> subprocess.Popen:
+    """`vaelab train` in a process of its own, once it has printed epoch 2's row."""
+    proc = _vaelab("train", "--data-dir", str(small_mnist), "--out", str(run), "--epochs", "100000",
+                   "--latent-size", "8")
+    deadline = time.monotonic() + 60
+    while not any(line.strip().startswith("2 ") for line in [proc.stdout.readline()]):
+        assert time.monotonic() < deadline and proc.poll() is None
+    return proc
+
+
 @pytest.mark.parametrize("sig, status, said", [
     (signal.SIGINT, 130, "interrupted (Ctrl-C)"),
     (signal.SIGTERM, 143, "stopped by SIGTERM"),
@@ -200,11 +210,7 @@ def test_no_traceback_from_a_real_process(tmp_path):
 ])
 def test_a_signal_saves_a_checkpoint_and_exits_quickly(sig, status, said, small_mnist, tmp_path):
     run = tmp_path / "run"
-    proc = _vaelab("train", "--data-dir", str(small_mnist), "--out", str(run), "--epochs", "100000",
-                   "--latent-size", "8")
-    deadline = time.monotonic() + 60
-    while not any(line.strip().startswith("2 ") for line in [proc.stdout.readline()]):
-        assert time.monotonic() < deadline and proc.poll() is None  # wait for epoch 2's row
+    proc = _training_past_epoch_2(small_mnist, run)
     proc.send_signal(sig)
     sent = time.monotonic()
     out, err = proc.communicate(timeout=30)
@@ -221,11 +227,7 @@ def test_ctrl_c_pressed_twice_is_one_ctrl_c(gap, small_mnist, tmp_path):
     """A second Ctrl-C soon after the first waits with it for the batch (signals.REPEAT_S), and one that
     comes while Python shuts down ends it quietly: a checkpoint of where it stopped, one line, no traceback."""
     run = tmp_path / "run"
-    proc = _vaelab("train", "--data-dir", str(small_mnist), "--out", str(run), "--epochs", "100000",
-                   "--latent-size", "8")
-    deadline = time.monotonic() + 60
-    while not any(line.strip().startswith("2 ") for line in [proc.stdout.readline()]):
-        assert time.monotonic() < deadline and proc.poll() is None  # wait for epoch 2's row
+    proc = _training_past_epoch_2(small_mnist, run)
     proc.send_signal(signal.SIGINT)
     time.sleep(gap)
     if proc.poll() is None:
