@@ -401,6 +401,17 @@ def test_explore_open_opens_the_file_in_a_browser(run_copy, monkeypatch, capsys)
     assert capsys.readouterr().out.endswith(f"  --open: no browser found on this machine; open {uri} in one\n")
 
 
+def test_explore_map_adds_a_t_sne_of_the_same_codes_as_a_tab(run_copy, tmp_path, capsys):
+    out = tmp_path / "maps.html"
+    assert main(["explore", str(run_copy), "--out", str(out), "-n", "40", "--map", "tsne", "--map", "tsne"]) == 0
+    maps = _json_of(out.read_text())["maps"]
+    assert sorted(maps) == ["pca", "tsne"]  # PCA always; t-SNE once, however often asked
+    pca, tsne = _floats(maps["pca"], 40, 2), _floats(maps["tsne"], 40, 2)
+    assert np.isfinite(tsne).all() and not np.allclose(tsne, pca) and tsne.std(0).min() > 0
+    assert main(["explore", str(run_copy), "--out", str(tmp_path / "plain.html"), "-n", "40"]) == 0
+    assert list(_json_of((tmp_path / "plain.html").read_text())["maps"]) == ["pca"]  # without --map, as before
+
+
 def test_explore_a_conv_run(conv_run, tmp_path, capsys):
     assert main(["explore", str(conv_run), "--out", str(tmp_path / "conv.html"), "-n", "30", "--seed", "2"]) == 0
     p = _json_of((tmp_path / "conv.html").read_text())

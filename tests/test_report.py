@@ -371,3 +371,12 @@ def test_captions_say_how_decoded_images_are_shown(trained_run, style):
         assert decoded >= {"reconstruct", "generate"} and {"curves", "kl", "embed"}.isdisjoint(decoded)
         assert {name for name, panel in plan.items() if said in panel.caption} == decoded & set(plan)
         assert all(panel.args.style == "binary" for name, panel in plan.items() if name in decoded)
+
+
+def test_each_figure_is_described_for_those_who_cannot_see_it():
+    from vaelab.report import alt_text
+
+    assert alt_text("Training curves", "curves") == "Training curves: ELBO, reconstruction and KL per epoch"
+    assert alt_text("", "interpolate-slerp") == "The strip of images between two classes' mean codes (slerp)"
+    assert alt_text("Samples from the prior", "prior") == "Samples from the prior"
+    assert alt_text("", "kl") == "KL per latent dimension and the active units"

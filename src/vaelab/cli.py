@@ -241,6 +241,9 @@ def _add_explore_commands(sub) -> None:
     p.add_argument("-n", type=int_between(10, 10_000), default=1000, metavar="N",
                    help="test images embedded, with their codes (default: 1000)")
     p.add_argument("--seed", type=seed_type, default=0, help="seed of the test subset (default: 0)")
+    p.add_argument("--map", dest="maps", action="append", choices=("tsne", "umap"), default=[],
+                   help="add this map of the codes beside the PCA one, as a tab (t-SNE: seconds for 1,000 "
+                        "codes; umap needs `pip install umap-learn`); give it twice for both")
     p.add_argument("--data-dir", metavar="DIR", help="where the test files are (default: the run's)")
     p.set_defaults(func=cmd_explore)
 
@@ -501,7 +504,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from vaelab.rundir import still_training
 
     training = still_training(args.run)
-    path = write_explorer(args.run, args.out, n=args.n, seed=args.seed, data_dir=args.data_dir)
+    path = write_explorer(args.run, args.out, n=args.n, seed=args.seed, data_dir=args.data_dir,
+                          embed=("pca", *dict.fromkeys(args.maps)))
     print(f"wrote {display(path)} ({path.stat().st_size / 1e6:.1f} MB); open it in any browser, no server needed")
     if training:
         print(f"  {training}: the page is its checkpoint of when it was written; later checkpoints are not in it")

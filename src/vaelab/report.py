@@ -259,4 +259,17 @@ def _config_rows(run: Run) -> list[tuple[str, str]]:
 def _figure(title: str, caption: str, path: Path) -> dict[str, str]:
     """One figure's section: its title and caption ("" continues the previous section) and the PNG inline."""
     return {"title": title, "caption": caption, "png": base64.b64encode(path.read_bytes()).decode("ascii"),
-            "alt": display(path.stem)}
+            "alt": alt_text(title, path.stem)}
+
+
+def alt_text(title: str, stem: str) -> str:
+    """What a figure shows, for those who cannot see it: its title, and what its command draws
+    ("interpolate-slerp": the interpolate figure's slerp strip)."""
+    name, _, variant = stem.partition("-")
+    spec = next((s for s in figures.FIGURES if s.name == name), None)
+    if spec is None:  # a panel of its own (the prior's samples): its title says it
+        return title or stem
+    what = spec.help + (f" ({variant})" if variant else "")
+    if not title or what.lower().startswith(title.lower()):
+        return what[0].upper() + what[1:]
+    return f"{title}: {what}"

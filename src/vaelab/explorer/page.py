@@ -42,8 +42,9 @@ def script_safe_json(obj: Any) -> str:
 
 
 def write_explorer(run_path: str | Path | Run, out: str | Path | None = None, *, n: int = 1000, seed: int = 0,
-                   data_dir: str | None = None) -> Path:
+                   data_dir: str | None = None, embed: tuple[str, ...] = ("pca",)) -> Path:
     """Write the explorer of a run to RUN/explorer.html, or to `out` (a .html file or a folder); return its path.
+    `embed`: its maps of the codes, a tab each (export.payload).
 
     Inside the run the file is written with `root=RUN`, so no link planted there is followed;
     a link planted at the file itself is replaced, never written through.
@@ -52,7 +53,7 @@ def write_explorer(run_path: str | Path | Run, out: str | Path | None = None, *,
     from vaelab.explorer.export import payload
 
     run = run_path if isinstance(run_path, Run) else load_run(run_path)
-    page = render(payload(run, n=n, seed=seed, data_dir=data_dir)).encode("utf-8")
+    page = render(payload(run, n=n, seed=seed, data_dir=data_dir, embed=embed)).encode("utf-8")
     if target is None or os.path.abspath(target.parent) == os.path.abspath(run.path):
         return atomic_write(run.path / (target.name if target else EXPLORER), page, root=run.path)
     return atomic_write(target, page)

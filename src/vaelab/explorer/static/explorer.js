@@ -327,7 +327,7 @@
     info.append(dl);
 
     // --- map ---------------------------------------------------------------------
-    const maps = Object.entries({ pca: "PCA", tsne: "t-SNE" }).filter(([k]) => data.maps[k]);
+    const maps = Object.entries({ pca: "PCA", tsne: "t-SNE", umap: "UMAP" }).filter(([k]) => data.maps[k]);
     const coords = Object.fromEntries(maps.map(([k]) => [k, floatsOf(data.maps[k])]));
     let mapKind = "pca", hover = -1, pinned = -1, planePoint = null, drawnCode = null;
     const mapSec = section("map", "Map", "The test images' codes, laid out in two dimensions and coloured by " +
@@ -423,7 +423,11 @@
       return { best, at: view.fromPx(px, py) };
     }
     function showPoint(i) {
-      if (i < 0) return;
+      if (i < 0) {  // nothing pinned: no test image to show
+        tImage.clear(); tRecon.clear(); tImage.label("test image");
+        pointText.textContent = "Hover over a point.";
+        return;
+      }
       tImage.show(testImage(i));
       tRecon.show(net.decode(testCode(i)));
       tImage.label(`test image #${i}`);
@@ -436,7 +440,7 @@
       const { best } = nearest(ev, 10);
       if (best !== hover) { hover = best; if (best >= 0) showPoint(best); else if (pinned >= 0) showPoint(pinned); renderMap(); }
     });
-    mapCanvas.addEventListener("pointerleave", () => { hover = -1; if (pinned >= 0) showPoint(pinned); renderMap(); });
+    mapCanvas.addEventListener("pointerleave", () => { hover = -1; showPoint(pinned); renderMap(); });
     mapCanvas.addEventListener("click", (ev) => {
       const { best, at } = nearest(ev, 14);
       pinned = best;
@@ -445,6 +449,8 @@
         planePoint = at;
         tPlane.show(net.decode(fromPlane(at)));
         tPlane.label(`plane (${fmt(at[0])}, ${fmt(at[1])})`);
+        if (best < 0) pointText.textContent = `No test image there: the plane point (${fmt(at[0])}, ` +
+          `${fmt(at[1])}) is decoded on the right.`;
       }
       renderMap();
     });
@@ -513,7 +519,7 @@
       `its reconstruction below, and the nearest ${word} mean is named.`);
     const SCALE = 10;
     const pad = el("canvas", { class: "pad", width: W * SCALE, height: H * SCALE, "aria-label": "drawing pad" });
-    const padCtx = pad.getContext("2d");
+    const padCtx = pad.getContext("2d", { willReadFrequently: true });  // read back after every stroke
     const clearBtn = el("button", { type: "button", text: "clear" });
     const tSeen = tile("what the model sees"), tDrawRecon = tile("reconstruction");
     const guess = el("p", { class: "guess", text: "Nothing drawn yet." });
@@ -627,21 +633,30 @@
     const betweenSec = section("between", "Between", "Two codes and the paths between them: straight (lerp) " +
       "and along the great circle (slerp), each decoded at 10 points. The slider walks along both.");
     function endpoint(name, index) {
-      const kind = el("select", {}, el("option", { value: "test", text: "test image" }),
+      const kind = el("select", { "aria-label": `${name}: what the end is` },
+        el("option", { value: "test", text: "test image" }),
         el("option", { value: "mean", text: `${word} mean` }), el("option", { value: "drawing", text: "your drawing" }));
-      const num = el("input", { type: "number", min: "0", max: String(N - 1), step: "1", value: String(index) });
+      const num = el("input", { type: "number", min: "0", max: String(N - 1), step: "1", value: String(index),
+        "aria-label": `${name}: test image number, 0 to ${N - 1} of the ${N.toLocaleString("en")} shown` });
       const cls = classSelect(Math.min(index, meanLabels.length - 1));
+      cls.setAttribute("aria-label", `${name}: ${word}`);
+      const testIndex = () => Math.max(0, Math.min(N - 1, Math.floor(Number(num.value)) || 0));
       const preview = tile(name, "s");
       const box = el("fieldset", { class: "endpoint" }, el("legend", { text: name }), kind, num, cls, preview.fig);
       const sync = () => { num.hidden = kind.value !== "test"; cls.hidden = kind.value !== "mean"; };
       [kind, num, cls].forEach((c) => c.addEventListener("input", () => { sync(); refreshBetween(); }));
+      num.addEventListener("change", () => { num.value = String(testIndex()); });  // 5000 or "" shows what is used
       sync();
       return {
         box, preview,
         code() {
-          if (kind.value === "mean") return means[Number(cls.value)].slice();
-          if (kind.value === "drawing") return drawnCode ? drawnCode.slice() : null;
-          const i = Math.max(0, Math.min(N - 1, Math.floor(Number(num.value)) || 0));
+          if (kind.value === "mean") {
+            preview.label(`${name}: ${word} ${className(meanLabels[Number(cls.value)])} mean`);
+            return means[Number(cls.value)].slice();
+          }
+          if (kind.value === "drawing") { preview.label(`${name}: your drawing`); return drawnCode ? drawnCode.slice() : null; }
+          const i = testIndex();
+          preview.label(`${name}: test image #${i}`);
           return testCode(i);
         },
       };
@@ -666,6 +681,7 @@
       const ctx = s.canvas.getContext("2d");
       ctx.imageSmoothingEnabled = false;
       ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, s.canvas.width, s.canvas.height);
+      if (!s.tiles.length) return;  // no path (an end not there yet): nothing to mark
       const k = Math.round(t * (STEPS - 1));
       ctx.fillStyle = "#e0a000"; ctx.fillRect(k * (W + 2), 0, W + 4, H + 4);
       s.tiles.forEach((p, i) => ctx.drawImage(bitmap(p), i * (W + 2) + 2, 2));
@@ -685,7 +701,7 @@
         endCodes = null;
         walkNote.textContent = "Draw something first to use your drawing as an end.";
         [lerpStrip, slerpStrip].forEach((s) => { s.tiles = []; paintStrip(s, 0); });
-        tLerp.clear(); tSlerp.clear();
+        tLerp.clear(); tSlerp.clear(); tLerp.label("lerp"); tSlerp.label("slerp");
         return;
       }
       walkNote.textContent = "";
