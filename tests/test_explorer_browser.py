@@ -146,6 +146,34 @@ def test_slider_changes_decoded_image(tab, pages):
     assert tab.errors == []
 
 
+def test_sliders_say_their_values_on_screen_and_to_screen_readers(tab, pages):
+    page = tab.open(pages["mlp"])
+    assert page.get_attribute("#pca-sliders input[type=range]", "aria-valuetext") == "0.00"  # not a step's 1e-16
+    z = page.locator("#latent-sliders input[type=range]").first
+    z.focus()
+    for _ in range(10):
+        z.press("ArrowRight")
+    shown = page.locator("#latent-sliders output.value").first.inner_text()
+    value = float(z.input_value())
+    assert shown == z.get_attribute("aria-valuetext") == f"{value:.2f}".replace("-", "\u2212")
+    page.click("#latent-sliders button")  # reset: back to the mean, on screen too
+    assert page.locator("#latent-sliders output.value").first.inner_text() == f"{float(z.input_value()):.2f}".replace(
+        "-", "\u2212")
+    assert tab.errors == []
+
+
+def test_map_click_on_nothing_and_a_cleared_drawing_leave_nothing_stale(tab, pages):
+    page = tab.open(pages["mlp"])
+    box = page.locator("canvas.map").bounding_box()
+    page.mouse.click(box["x"] + 2, box["y"] + 2)  # a corner: no test image within reach
+    assert "No test image there" in page.inner_text("#map") and "Test image #" not in page.inner_text("#map")
+    num = page.locator("#between input[type=number]").nth(1)
+    num.fill("100000")
+    num.press("Tab")  # out of range: shown as the image used
+    assert num.input_value() == str(int(num.get_attribute("max")))
+    assert tab.errors == []
+
+
 def test_mix_and_between_respond(tab, pages):
     page = tab.open(pages["mlp"])
     before = tab.pixels("#mix canvas.img.l")

@@ -473,12 +473,13 @@
     });
     function updatePca() {
       const a = pcaSliders.map((s) => Number(s.value));
-      a.forEach((v, i) => { valueLabels[i].textContent = fmt(v); });
+      a.forEach((v, i) => { valueLabels[i].textContent = fmt(v); pcaSliders[i].setAttribute("aria-valuetext", fmt(v)); });
       pcaOut.show(net.decode(fromPlane(a)));
     }
     pcaSliders.forEach((s) => s.addEventListener("input", updatePca));
     const pcaReset = el("button", { type: "button", text: "reset" });
     pcaReset.addEventListener("click", () => { pcaSliders.forEach((s) => { s.value = "0"; }); updatePca(); });
+    pcaSliders.forEach((s) => s.setAttribute("aria-valuetext", fmt(0)));  // not the 1e-16 a step leaves
 
     const kl = data.latent.kl, active = data.latent.active, lstd = data.latent.std;
     const order = [...data.latent.order].sort((i, j) => Number(active[j]) - Number(active[i]));
@@ -490,15 +491,19 @@
       const input = slider(pcaMean[j] - half, pcaMean[j] + half, half / 150, pcaMean[j]);
       input.dataset.dim = String(j);
       latInputs.push(input);
-      input.addEventListener("input", () => { latValues[j] = Number(input.value); latOut.show(net.decode(latValues)); });
+      const value = el("output", { class: "value", text: fmt(pcaMean[j]) });
+      const shown = () => { value.textContent = fmt(latValues[j]); input.setAttribute("aria-valuetext", fmt(latValues[j])); };
+      input.addEventListener("input", () => { latValues[j] = Number(input.value); shown(); latOut.show(net.decode(latValues)); });
+      input.show = shown;
       const row = el("label", { class: active[j] ? "" : "inactive" }, el("span", { class: "name", text: `z${j}` }), input,
-        el("output", { text: `KL ${fmt(kl[j])}` }));
+        value, el("output", { text: `KL ${fmt(kl[j])}` }));
+      shown();
       (active[j] ? activeRows : inactiveRows).append(row);
     }
     const nInactive = inactiveRows.children.length;
     const latReset = el("button", { type: "button", text: "reset" });
     latReset.addEventListener("click", () => {
-      latInputs.forEach((s) => { const j = Number(s.dataset.dim); latValues[j] = pcaMean[j]; s.value = String(pcaMean[j]); });
+      latInputs.forEach((s) => { const j = Number(s.dataset.dim); latValues[j] = pcaMean[j]; s.value = String(pcaMean[j]); s.show(); });
       latOut.show(net.decode(latValues));
     });
     sliderSec.append(el("div", { class: "row two" },
