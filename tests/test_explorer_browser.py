@@ -162,6 +162,20 @@ def test_sliders_say_their_values_on_screen_and_to_screen_readers(tab, pages):
     assert tab.errors == []
 
 
+def test_the_map_steps_through_the_test_images_from_the_keyboard(tab, pages):
+    page = tab.open(pages["mlp"])
+    page.focus("canvas.map")
+    assert page.evaluate("document.activeElement.classList.contains('map')")  # reachable with Tab
+    before = tab.pixels("#map canvas.img")
+    page.keyboard.press("ArrowRight")
+    assert "Test image #1 of the" in page.inner_text("#map") and tab.pixels("#map canvas.img") != before
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")  # before the first: round to the last
+    last = int(page.locator("#between input[type=number]").first.get_attribute("max"))
+    assert f"Test image #{last} of the" in page.inner_text("#map")
+    assert tab.errors == []
+
+
 def test_map_click_on_nothing_and_a_cleared_drawing_leave_nothing_stale(tab, pages):
     page = tab.open(pages["mlp"])
     box = page.locator("canvas.map").bounding_box()

@@ -334,7 +334,8 @@
       `${word}. Hover or tap a point to see the image and its reconstruction; on the PCA map a click also ` +
       "decodes that point of the plane.");
     const tabs = el("div", { class: "tabs", role: "tablist" });
-    const mapCanvas = el("canvas", { class: "map", "aria-label": "map of the test codes" });
+    const mapCanvas = el("canvas", { class: "map", tabindex: "0",
+      "aria-label": "map of the test codes; arrow keys step through the test images" });
     const legend = el("ul", { class: "legend" });
     meanLabels.forEach((label) => {
       const swatch = el("span", { class: "swatch" });
@@ -343,7 +344,7 @@
     });
     const tImage = tile("test image"), tRecon = tile("reconstruction"), tPlane = tile("plane point");
     [tImage, tRecon, tPlane].forEach((t) => t.clear());
-    const pointText = el("p", { class: "note", text: "Hover over a point." });
+    const pointText = el("p", { class: "note", text: "Hover over a point.", "aria-live": "polite" });
     mapSec.append(el("div", { class: "row" },
       el("div", { class: "mapbox" }, tabs, mapCanvas, legend),
       el("div", { class: "side" }, el("div", { class: "tiles" }, tImage.fig, tRecon.fig, tPlane.fig), pointText)));
@@ -452,6 +453,14 @@
         if (best < 0) pointText.textContent = `No test image there: the plane point (${fmt(at[0])}, ` +
           `${fmt(at[1])}) is decoded on the right.`;
       }
+      renderMap();
+    });
+    mapCanvas.addEventListener("keydown", (ev) => {  // the keyboard's way to every image: step through them
+      const step = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1, PageDown: 10, PageUp: -10 }[ev.key];
+      if (step === undefined) return;
+      ev.preventDefault();
+      pinned = ((pinned < 0 ? 0 : pinned + step) % N + N) % N;
+      showPoint(pinned);
       renderMap();
     });
     new ResizeObserver(() => renderMap()).observe(mapCanvas);
