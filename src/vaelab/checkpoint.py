@@ -103,9 +103,12 @@ class Run:
     @property
     def where(self) -> str:
         """Where these weights stand, in words: "epoch 10", or "144 batches into epoch 1" mid-epoch."""
-        if not self.batch:
-            return f"epoch {self.epoch:,}"
-        return f"{self.batch:,} batch{'' if self.batch == 1 else 'es'} into epoch {self.epoch + 1:,}"
+        return batches_into(self.batch, self.epoch + 1) if self.batch else f"epoch {self.epoch:,}"
+
+
+def batches_into(batch: int, epoch: int) -> str:
+    """A mid-epoch position in words: "1 batch into epoch 2", "144 batches into epoch 1"."""
+    return f"{batch:,} batch{'' if batch == 1 else 'es'} into epoch {epoch:,}"
 
 
 # --- writing --------------------------------------------------------------------

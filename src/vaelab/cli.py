@@ -444,17 +444,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_copy(args: argparse.Namespace) -> int:
-    from vaelab.checkpoint import weights_digest
+    from vaelab.checkpoint import batches_into, weights_digest
     from vaelab.rundir import copy_run, still_training
     from vaelab.training import further
 
     training = still_training(args.run)
     ckpt = copy_run(args.run, args.out)
-    batch = ckpt.position.batch
-    where = "at the end of" if batch == 0 else f"{batch:,} batch{'' if batch == 1 else 'es'} into"
-    epoch = ckpt.position.epoch + (ckpt.position.batch > 0)
-    print(f"copied {display(args.run)} to {display(args.out)}: {where} epoch {epoch:,} of "
-          f"{ckpt.config.epochs:,}, step {ckpt.position.step:,}, weights {weights_digest(ckpt.model_state)[:12]}")
+    position = ckpt.position
+    where = (batches_into(position.batch, position.epoch + 1) if position.batch
+             else f"at the end of epoch {position.epoch:,}")
+    print(f"copied {display(args.run)} to {display(args.out)}: {where} of "
+          f"{ckpt.config.epochs:,}, step {position.step:,}, weights {weights_digest(ckpt.model_state)[:12]}")
     if training:
         print(f"  {training}; the copy stays at this checkpoint")
     done = ckpt.position.epoch >= ckpt.config.epochs and not ckpt.position.batch  # a resume alone does nothing
